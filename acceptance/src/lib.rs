@@ -1,0 +1,342 @@
+//! Acceptance harness: the guarantees of terraform-plugin-testing, for a
+//! Rust provider.
+//!
+//! Each test gets its own fleetd (temp data dir, free port) and its own
+//! Terraform working directories, and drives the real Terraform CLI
+//! against the freshly built provider binary:
+//! - after every apply, `plan -refresh=false` and a refreshing `plan` must
+//!   both be empty;
+//! - import steps must reproduce the state (import-verify), and `import`
+//!   blocks must plan a no-op import;
+//! - at the end, `destroy` runs and fleetd must hold nothing.
+//!
+//! Terraform comes from `TF_ACC_TERRAFORM_PATH`, else `.tools/bin/terraform`
+//! (installed by `make tools`). Binaries are built once per test process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value as Json;
+
+pub mod fleetd;
+pub use fleetd::Fleetd;
+
+/// The workspace root (parent of `acceptance/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the provider and fleetd once per test process (`cargo build` is a
+/// no-op when `make test` already built them) and returns the bin dir.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if std::env::var_os("FLEETFORM_SKIP_BUILD").is_none() {
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(workspace_root())
+                .args(["build", "-p", "terraform-provider-fleet", "-p", "fleetd", "--bins"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building the provider and fleetd failed");
+        }
+        target_dir().join("debug")
+    })
+}
+
+/// The Terraform CLI to drive.
+pub fn terraform_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("TF_ACC_TERRAFORM_PATH") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join(".tools/bin/terraform");
+    assert!(
+        p.exists(),
+        "no Terraform: set TF_ACC_TERRAFORM_PATH or run `make tools` to install the pinned one at {}",
+        p.display()
+    );
+    p
+}
+
+/// One Terraform working directory wired to our provider and a fleetd.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    cli_config: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+impl Workdir {
+    pub fn new(fleetd: &Fleetd) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("fleetform-acc-").tempdir()?;
+        let cli_config = dir.path().join(".terraformrc");
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  dev_overrides {{\n    \"fleetform/fleet\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+                bin_dir().display()
+            ),
+        )?;
+        let mut env = BTreeMap::new();
+        env.insert("FLEET_ENDPOINT".into(), fleetd.endpoint.clone());
+        env.insert("FLEET_TOKEN".into(), fleetd.token.clone());
+        Ok(Workdir { dir, cli_config, env })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.insert(k.into(), v.into());
+    }
+
+    /// Replaces the configuration (`main.tf`) of this directory.
+    pub fn write_config(&self, hcl: &str) -> Result<()> {
+        std::fs::write(self.path().join("main.tf"), hcl)?;
+        Ok(())
+    }
+
+    /// Runs `terraform ARGS` and returns its output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        let mut cmd = Command::new(terraform_path());
+        cmd.current_dir(self.path())
+            .args(args)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .env_remove("TF_LOG")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output().with_context(|| format!("run terraform {args:?}"))
+    }
+
+    /// Runs `terraform ARGS` and fails with its output unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.run(args)?;
+        if !out.status.success() {
+            bail!(
+                "terraform {} failed ({}):\n{}\n{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `plan -detailed-exitcode`: Ok(true) if the plan is empty.
+    pub fn plan_is_empty(&self, refresh: bool) -> Result<(bool, String)> {
+        let mut args = vec!["plan", "-detailed-exitcode", "-no-color"];
+        if !refresh {
+            args.push("-refresh=false");
+        }
+        let out = self.run(&args)?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        match out.status.code() {
+            Some(0) => Ok((true, text)),
+            Some(2) => Ok((false, text)),
+            _ => bail!("terraform plan failed:\n{text}"),
+        }
+    }
+
+    /// Applies the configuration, then requires both the non-refreshing and
+    /// the refreshing plan to be empty.
+    pub fn apply(&self, hcl: &str) -> Result<State> {
+        self.write_config(hcl)?;
+        self.ok(&["apply", "-auto-approve", "-no-color"])?;
+        self.assert_empty_plan()?;
+        self.state()
+    }
+
+    pub fn assert_empty_plan(&self) -> Result<()> {
+        for refresh in [false, true] {
+            let (empty, text) = self.plan_is_empty(refresh)?;
+            if !empty {
+                bail!("plan after apply is not empty (refresh={refresh}):\n{text}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a plan expected to fail, returning its (uncoloured) output; fails
+    /// if it succeeds or if the output lacks every one of `needles`.
+    pub fn plan_error(&self, hcl: &str, needles: &[&str]) -> Result<String> {
+        self.write_config(hcl)?;
+        let out = self.run(&["plan", "-no-color"])?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if out.status.success() {
+            bail!("plan was expected to fail but succeeded:\n{text}");
+        }
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for n in needles {
+            if !flat.contains(n) {
+                bail!("plan error lacks {n:?}:\n{text}");
+            }
+        }
+        Ok(text)
+    }
+
+    /// The state as `terraform show -json` describes it.
+    pub fn state(&self) -> Result<State> {
+        let out = self.ok(&["show", "-json"])?;
+        Ok(State(serde_json::from_str(&out)?))
+    }
+
+    /// Destroys everything and requires an empty state afterwards.
+    pub fn destroy(&self) -> Result<()> {
+        self.ok(&["destroy", "-auto-approve", "-no-color"])?;
+        let s = self.state()?;
+        if !s.resources().is_empty() {
+            bail!("state not empty after destroy: {:?}", s.addresses());
+        }
+        Ok(())
+    }
+
+    /// Plans the current configuration and returns the JSON plan.
+    pub fn plan_json(&self) -> Result<Json> {
+        self.ok(&["plan", "-out=tfplan", "-no-color"])?;
+        let out = self.ok(&["show", "-json", "tfplan"])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+}
+
+/// `terraform show -json` output with helpers.
+pub struct State(pub Json);
+
+impl State {
+    pub fn resources(&self) -> Vec<&Json> {
+        fn walk<'a>(module: &'a Json, out: &mut Vec<&'a Json>) {
+            if let Some(rs) = module["resources"].as_array() {
+                out.extend(rs.iter());
+            }
+            if let Some(children) = module["child_modules"].as_array() {
+                for c in children {
+                    walk(c, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.0["values"]["root_module"], &mut out);
+        out
+    }
+    pub fn addresses(&self) -> Vec<String> {
+        self.resources()
+            .iter()
+            .filter_map(|r| r["address"].as_str().map(String::from))
+            .collect()
+    }
+    /// The attribute values of the resource at `address`.
+    pub fn get(&self, address: &str) -> Result<&Json> {
+        self.resources()
+            .into_iter()
+            .find(|r| r["address"] == address)
+            .map(|r| &r["values"])
+            .ok_or_else(|| anyhow!("no {address} in state; have {:?}", self.addresses()))
+    }
+    pub fn attr(&self, address: &str, name: &str) -> Result<Json> {
+        Ok(self.get(address)?[name].clone())
+    }
+    pub fn str(&self, address: &str, name: &str) -> Result<String> {
+        self.attr(address, name)?
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| anyhow!("{address}.{name} is not a string"))
+    }
+}
+
+/// A test: its own fleetd and main working directory.
+pub struct Acc {
+    pub fleetd: Fleetd,
+    pub wd: Workdir,
+}
+
+impl Acc {
+    pub fn new() -> Result<Self> {
+        let fleetd = Fleetd::start()?;
+        let wd = Workdir::new(&fleetd)?;
+        Ok(Acc { fleetd, wd })
+    }
+
+    /// Imports `address` by `id` into a fresh directory holding `hcl`, and
+    /// requires every attribute to equal the main state's, except `ignore`;
+    /// then requires the plan there to be empty.
+    pub fn import_verify(&self, hcl: &str, address: &str, id: &str, ignore: &[&str]) -> Result<()> {
+        let original = self.wd.state()?;
+        let want = original.get(address)?.clone();
+        let wd = Workdir::new(&self.fleetd)?;
+        wd.write_config(hcl)?;
+        wd.ok(&["import", "-no-color", address, id])?;
+        let got_state = wd.state()?;
+        let got = got_state.get(address)?;
+        compare_attrs(address, &want, got, ignore)?;
+        wd.assert_empty_plan().context("plan after import")?;
+        Ok(())
+    }
+
+    /// Plans `hcl` + an `import` block for `address` in a fresh directory and
+    /// requires a pure import: no create, update or delete.
+    pub fn import_block_noop(&self, hcl: &str, address: &str, id: &str) -> Result<()> {
+        let wd = Workdir::new(&self.fleetd)?;
+        wd.write_config(&format!("{hcl}\n\nimport {{\n  to = {address}\n  id = \"{id}\"\n}}\n"))?;
+        let plan = wd.plan_json()?;
+        let changes = plan["resource_changes"].as_array().cloned().unwrap_or_default();
+        let c = changes
+            .iter()
+            .find(|c| c["address"] == address)
+            .ok_or_else(|| anyhow!("no change for {address} in plan"))?;
+        if c["change"]["actions"] != serde_json::json!(["no-op"]) || c["change"]["importing"].is_null() {
+            bail!("import block for {address} did not plan a pure import: {}", c["change"]);
+        }
+        Ok(())
+    }
+}
+
+fn compare_attrs(address: &str, want: &Json, got: &Json, ignore: &[&str]) -> Result<()> {
+    let (Some(w), Some(g)) = (want.as_object(), got.as_object()) else {
+        bail!("{address}: values are not objects");
+    };
+    let mut diffs = Vec::new();
+    for (k, wv) in w {
+        if ignore.contains(&k.as_str()) {
+            continue;
+        }
+        let gv = g.get(k).unwrap_or(&Json::Null);
+        if gv != wv {
+            diffs.push(format!("{k}: state {wv} vs imported {gv}"));
+        }
+    }
+    if !diffs.is_empty() {
+        bail!("import of {address} does not reproduce the state:\n  {}", diffs.join("\n  "));
+    }
+    Ok(())
+}
+
+/// Waits until `f` returns true or the deadline passes.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+pub(crate) fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,117 @@
+//! `fleet_device_group` through real Terraform, the real provider and a real
+//! fleetd.
+
+use acceptance::Acc;
+use anyhow::Result;
+use serde_json::json;
+
+const PROVIDER: &str = r#"
+terraform {
+  required_providers {
+    fleet = { source = "fleetform/fleet" }
+  }
+}
+provider "fleet" {}
+"#;
+
+fn config(description: &str, tags: &str) -> String {
+    format!(
+        r#"{PROVIDER}
+resource "fleet_device_group" "prod" {{
+  name = "prod"
+}}
+resource "fleet_device_group" "meters" {{
+  name        = "meters"
+  description = "{description}"
+  parent_id   = fleet_device_group.prod.id
+  tags        = {tags}
+}}
+"#
+    )
+}
+
+#[test]
+fn lifecycle_update_import_destroy() -> Result<()> {
+    let acc = Acc::new()?;
+    let hcl = config("smart meters", r#"{ line = "m2" }"#);
+    let s = acc.wd.apply(&hcl)?;
+    let id = s.str("fleet_device_group.meters", "id")?;
+    let parent = s.str("fleet_device_group.prod", "id")?;
+    assert_eq!(s.str("fleet_device_group.meters", "path")?, "prod/meters");
+    assert_eq!(s.attr("fleet_device_group.meters", "parent_id")?, json!(parent));
+    assert_eq!(s.attr("fleet_device_group.prod", "description")?, json!(""));
+    assert_eq!(s.attr("fleet_device_group.prod", "tags")?, json!({}));
+
+    // fleetd holds exactly what Terraform says.
+    let g = acc.fleetd.get(&format!("/v1/device-groups/{id}"))?.expect("group in fleetd");
+    assert_eq!(g["description"], "smart meters");
+    assert_eq!(g["tags"], json!({"line": "m2"}));
+    assert_eq!(g["parent_id"], json!(parent));
+
+    // In-place update keeps the id and bumps the version.
+    let hcl2 = config("smart meters v2", r#"{ line = "m2", tier = "gold" }"#);
+    let s2 = acc.wd.apply(&hcl2)?;
+    assert_eq!(s2.str("fleet_device_group.meters", "id")?, id);
+    assert_eq!(s2.attr("fleet_device_group.meters", "version")?, json!(2));
+    let g = acc.fleetd.get(&format!("/v1/device-groups/{id}"))?.unwrap();
+    assert_eq!(g["tags"], json!({"line": "m2", "tier": "gold"}));
+
+    acc.import_verify(&hcl2, "fleet_device_group.prod", &parent, &[])?;
+    acc.import_block_noop(&hcl2, "fleet_device_group.prod", &parent)?;
+
+    acc.wd.destroy()?;
+    assert!(acc.fleetd.list("/v1/device-groups")?.is_empty(), "fleetd still has groups");
+    Ok(())
+}
+
+#[test]
+fn drift_is_planned_back() -> Result<()> {
+    let acc = Acc::new()?;
+    let hcl = config("d", "{}");
+    let s = acc.wd.apply(&hcl)?;
+    let id = s.str("fleet_device_group.meters", "id")?;
+
+    // Changed behind Terraform's back: the plan updates it back.
+    let g = acc.fleetd.get(&format!("/v1/device-groups/{id}"))?.unwrap();
+    let (status, _) = acc.fleetd.send(
+        "PUT",
+        &format!("/v1/device-groups/{id}"),
+        Some(&json!({"name": "meters", "description": "edited by hand", "parent_id": g["parent_id"], "tags": {}, "version": g["version"]})),
+    )?;
+    assert_eq!(status, 200);
+    let (empty, text) = acc.wd.plan_is_empty(true)?;
+    assert!(!empty, "drift not detected");
+    assert!(text.contains("edited by hand") && text.contains("1 to change"), "{text}");
+    acc.wd.apply(&hcl)?;
+
+    // Deleted behind Terraform's back: the plan creates it again.
+    let (status, _) = acc.fleetd.send("DELETE", &format!("/v1/device-groups/{id}"), None)?;
+    assert_eq!(status, 204);
+    let (empty, text) = acc.wd.plan_is_empty(true)?;
+    assert!(!empty);
+    assert!(text.contains("1 to add"), "{text}");
+    let s = acc.wd.apply(&hcl)?;
+    assert_ne!(s.str("fleet_device_group.meters", "id")?, id);
+
+    acc.wd.destroy()?;
+    assert!(acc.fleetd.list("/v1/device-groups")?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
+    let acc = Acc::new()?;
+    acc.wd.plan_error(
+        &format!("{PROVIDER}\nresource \"fleet_device_group\" \"bad\" {{\n  name = \"has space\"\n}}\n"),
+        &["Invalid value for name", "' ' is not allowed", "with fleet_device_group.bad"],
+    )?;
+    acc.wd.plan_error(
+        &format!(
+            "{PROVIDER}\nresource \"fleet_device_group\" \"bad\" {{\n  name = \"ok\"\n  tags = {{ \"\" = \"x\" }}\n}}\n"
+        ),
+        &["Invalid key in tags"],
+    )?;
+    // Nothing was written.
+    assert!(acc.fleetd.list("/v1/device-groups")?.is_empty());
+    Ok(())
+}

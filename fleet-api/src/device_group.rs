@@ -1,0 +1,129 @@
+//! Device groups: the nodes of the fleet's group tree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A device group as fleetd stores and returns it.
+///
+/// `tags` is a `BTreeMap` so serialisation is ordered and stable: the
+/// provider compares responses against state, and a map that reorders on
+/// every read would look like drift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceGroup {
+    /// Server-assigned identifier (a UUID).
+    #[schema(example = "01939f5e-8a3c-7c4e-9d1a-2f4b6c8d0e1f")]
+    pub id: String,
+    /// Name, unique among the group's siblings.
+    #[schema(example = "meters")]
+    pub name: String,
+    /// Free text; empty when not set.
+    pub description: String,
+    /// Parent group's id, or `null` for a top-level group.
+    pub parent_id: Option<String>,
+    /// Arbitrary key/value labels.
+    pub tags: BTreeMap<String, String>,
+    /// Names from the root down to this group joined by `/`, e.g.
+    /// `prod/meters`. Computed: renaming or moving an ancestor changes it.
+    #[schema(example = "prod/meters")]
+    pub path: String,
+    /// Creation time (RFC 3339, UTC).
+    #[schema(example = "2025-01-31T12:00:00.000Z")]
+    pub created_at: String,
+    /// Time of the last change (RFC 3339, UTC).
+    #[schema(example = "2025-01-31T12:00:00.000Z")]
+    pub updated_at: String,
+    /// Optimistic-concurrency version: 1 on creation, +1 on every update.
+    #[schema(example = 1)]
+    pub version: i64,
+}
+
+/// Body of `POST /v1/device-groups`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceGroupCreate {
+    /// 1–128 characters: letters, digits, `-`, `_`, `.`; starting with a
+    /// letter or digit. Unique among siblings.
+    pub name: String,
+    /// At most 1024 characters.
+    #[serde(default)]
+    pub description: String,
+    /// Parent group's id; omitted or `null` for a top-level group.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// At most 50 tags; keys 1–128 characters, values at most 256.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Body of `PUT /v1/device-groups/{id}`: a full replacement of the mutable
+/// fields (an omitted optional field is cleared, not kept), plus the
+/// version the caller last read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceGroupUpdate {
+    /// Same rules as on creation.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Moving a group under one of its own descendants is refused.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The version this update is based on; if the stored group has moved
+    /// on, the update is refused with 409 and nothing changes.
+    pub version: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_defaults_optional_fields() {
+        let c: DeviceGroupCreate = serde_json::from_str(r#"{"name":"prod"}"#).unwrap();
+        assert_eq!(
+            c,
+            DeviceGroupCreate {
+                name: "prod".into(),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn create_rejects_unknown_fields() {
+        let err = serde_json::from_str::<DeviceGroupCreate>(r#"{"name":"a","colour":"red"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn update_requires_version() {
+        let err = serde_json::from_str::<DeviceGroupUpdate>(r#"{"name":"a"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `version`"), "{err}");
+    }
+
+    #[test]
+    fn group_round_trips_with_snake_case_fields() {
+        let g = DeviceGroup {
+            id: "id-1".into(),
+            name: "meters".into(),
+            description: String::new(),
+            parent_id: Some("id-0".into()),
+            tags: BTreeMap::from([("env".into(), "prod".into())]),
+            path: "prod/meters".into(),
+            created_at: "2025-01-31T12:00:00.000Z".into(),
+            updated_at: "2025-01-31T12:00:00.000Z".into(),
+            version: 3,
+        };
+        let v = serde_json::to_value(&g).unwrap();
+        assert_eq!(v["parent_id"], "id-0");
+        assert_eq!(v["created_at"], "2025-01-31T12:00:00.000Z");
+        assert_eq!(v["tags"]["env"], "prod");
+        let back: DeviceGroup = serde_json::from_value(v).unwrap();
+        assert_eq!(back, g);
+    }
+}

@@ -1,0 +1,299 @@
+//! `/v1/device-groups`: CRUD for the group tree.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use chrono::SecondsFormat;
+use fleet_api::{ApiError, DeviceGroup, DeviceGroupCreate, DeviceGroupUpdate, Page};
+
+use super::extract::{IdPath, JsonBody, QueryParams};
+use super::pagination::{self, PageRequest};
+use super::{AppState, HttpError};
+use crate::domain::{self, FieldError};
+use crate::store::{self, Actor, DeviceGroupSpec};
+
+/// Longest description accepted.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+/// Most tags on one group.
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_KEY_LEN: usize = 128;
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+
+const COLLECTION: &str = "/v1/device-groups";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/device-groups", get(list).post(create))
+        .route("/device-groups/{id}", get(read).put(update).delete(delete))
+}
+
+/// Create a device group.
+#[utoipa::path(
+    post,
+    path = "/v1/device-groups",
+    tag = "device-groups",
+    request_body = DeviceGroupCreate,
+    responses(
+        (status = 201, description = "Created; `Location` points at the new group", body = DeviceGroup),
+        (status = 400, description = "Invalid field, unknown field or missing parent", body = ApiError),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiError),
+        (status = 409, description = "Name already used among the siblings", body = ApiError),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    JsonBody(body): JsonBody<DeviceGroupCreate>,
+) -> Result<impl IntoResponse, HttpError> {
+    let spec = DeviceGroupSpec {
+        name: body.name,
+        description: body.description,
+        parent_id: body.parent_id,
+        tags: body.tags,
+    };
+    validate(&spec)?;
+    let group = state.store.create_device_group(&actor, spec).await?;
+    let location = format!("{COLLECTION}/{}", group.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(to_wire(group)),
+    ))
+}
+
+/// List device groups, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/device-groups",
+    tag = "device-groups",
+    params(
+        ("limit" = Option<u32>, Query, description = "Page size, 1–1000 (default 100)"),
+        ("page_token" = Option<String>, Query, description = "`next_page_token` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of groups", body = Page<DeviceGroup>),
+        (status = 400, description = "Invalid `limit` or `page_token`", body = ApiError),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiError),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    query: QueryParams,
+) -> Result<Json<Page<DeviceGroup>>, HttpError> {
+    query.only(&["limit", "page_token"])?;
+    let page = PageRequest::from_query(&query)?;
+    // One extra row tells whether another page exists, so the last page
+    // never comes with a token that leads to an empty page.
+    let mut groups = state
+        .store
+        .list_device_groups(page.after.as_deref(), page.limit + 1)
+        .await?;
+    let next_page_token = if groups.len() > page.limit as usize {
+        groups.truncate(page.limit as usize);
+        groups.last().map(|g| pagination::token_after(&g.id))
+    } else {
+        None
+    };
+    Ok(Json(Page {
+        items: groups.into_iter().map(to_wire).collect(),
+        next_page_token,
+    }))
+}
+
+/// Read one device group.
+#[utoipa::path(
+    get,
+    path = "/v1/device-groups/{id}",
+    tag = "device-groups",
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "The group", body = DeviceGroup),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiError),
+        (status = 404, description = "No such group", body = ApiError),
+    )
+)]
+pub async fn read(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<DeviceGroup>, HttpError> {
+    Ok(Json(to_wire(state.store.get_device_group(&id).await?)))
+}
+
+/// Replace a device group's mutable fields.
+#[utoipa::path(
+    put,
+    path = "/v1/device-groups/{id}",
+    tag = "device-groups",
+    params(("id" = String, Path, description = "Group id")),
+    request_body = DeviceGroupUpdate,
+    responses(
+        (status = 200, description = "The updated group (version + 1)", body = DeviceGroup),
+        (status = 400, description = "Invalid field, unknown field, missing parent or cycle", body = ApiError),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiError),
+        (status = 404, description = "No such group", body = ApiError),
+        (status = 409, description = "Stale `version` (the body names both versions) or name taken", body = ApiError),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    IdPath(id): IdPath,
+    JsonBody(body): JsonBody<DeviceGroupUpdate>,
+) -> Result<Json<DeviceGroup>, HttpError> {
+    let spec = DeviceGroupSpec {
+        name: body.name,
+        description: body.description,
+        parent_id: body.parent_id,
+        tags: body.tags,
+    };
+    validate(&spec)?;
+    let group = state
+        .store
+        .update_device_group(&actor, &id, body.version, spec)
+        .await?;
+    Ok(Json(to_wire(group)))
+}
+
+/// Delete a device group that has no child groups.
+#[utoipa::path(
+    delete,
+    path = "/v1/device-groups/{id}",
+    tag = "device-groups",
+    params(
+        ("id" = String, Path, description = "Group id"),
+        ("version" = Option<i64>, Query, description = "Expected version; omit to delete unconditionally"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid `version`", body = ApiError),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiError),
+        (status = 404, description = "No such group", body = ApiError),
+        (status = 409, description = "Stale `version`, or the group still has children", body = ApiError),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    IdPath(id): IdPath,
+    query: QueryParams,
+) -> Result<StatusCode, HttpError> {
+    query.only(&["version"])?;
+    let version = query.int::<i64>("version")?;
+    state.store.delete_device_group(&actor, &id, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks that need nothing but the request; the store checks the rest
+/// (parent exists, no cycle, name free among siblings).
+fn validate(spec: &DeviceGroupSpec) -> Result<(), FieldError> {
+    domain::check_name("name", &spec.name, domain::MAX_NAME_LEN)?;
+    check_len("description", &spec.description, MAX_DESCRIPTION_LEN)?;
+    if spec.description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(FieldError::new("description", "must not contain control characters"));
+    }
+    if spec.parent_id.as_deref() == Some("") {
+        return Err(FieldError::new(
+            "parent_id",
+            "must not be empty; omit it or use null for a top-level group",
+        ));
+    }
+    validate_tags(&spec.tags)
+}
+
+fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    if tags.len() > MAX_TAGS {
+        return Err(FieldError::new(
+            "tags",
+            format!("must have at most {MAX_TAGS} entries, got {}", tags.len()),
+        ));
+    }
+    for (key, value) in tags {
+        let field = format!("tags[{key:?}]");
+        if key.is_empty() {
+            return Err(FieldError::new("tags", "keys must not be empty"));
+        }
+        if key.chars().count() > MAX_TAG_KEY_LEN {
+            return Err(FieldError::new(
+                &field,
+                format!("key must be at most {MAX_TAG_KEY_LEN} characters long"),
+            ));
+        }
+        if key.chars().any(char::is_control) {
+            return Err(FieldError::new(&field, "key must not contain control characters"));
+        }
+        check_len(&field, value, MAX_TAG_VALUE_LEN)?;
+        if value.chars().any(char::is_control) {
+            return Err(FieldError::new(&field, "must not contain control characters"));
+        }
+    }
+    Ok(())
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+    let len = value.chars().count();
+    if len > max {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters long, got {len}"),
+        ));
+    }
+    Ok(())
+}
+
+fn to_wire(g: store::DeviceGroup) -> DeviceGroup {
+    DeviceGroup {
+        id: g.id,
+        name: g.name,
+        description: g.description,
+        parent_id: g.parent_id,
+        tags: g.tags,
+        path: g.path,
+        created_at: g.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        updated_at: g.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        version: g.version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> DeviceGroupSpec {
+        DeviceGroupSpec {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validates_names() {
+        assert!(validate(&spec("prod.eu-1_a")).is_ok());
+        assert_eq!(validate(&spec("")).unwrap_err().field, "name");
+        assert_eq!(validate(&spec("a b")).unwrap_err().field, "name");
+        assert_eq!(validate(&spec(&"a".repeat(129))).unwrap_err().field, "name");
+        assert!(validate(&spec(&"a".repeat(128))).is_ok());
+    }
+
+    #[test]
+    fn validates_description_parent_and_tags() {
+        let mut s = spec("a");
+        s.description = "x".repeat(1025);
+        assert_eq!(validate(&s).unwrap_err().field, "description");
+
+        let mut s = spec("a");
+        s.parent_id = Some(String::new());
+        assert_eq!(validate(&s).unwrap_err().field, "parent_id");
+
+        let mut s = spec("a");
+        s.tags.insert("env".into(), "x".repeat(257));
+        assert_eq!(validate(&s).unwrap_err().field, r#"tags["env"]"#);
+
+        let mut s = spec("a");
+        s.tags = (0..51).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(validate(&s).unwrap_err().field, "tags");
+    }
+}

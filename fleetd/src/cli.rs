@@ -1,0 +1,94 @@
+//! The command line. Every flag maps onto a [`Config`] field; nothing else
+//! reads the environment or the arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::logging::LogFormat;
+use crate::store::DatabaseUrl;
+
+#[derive(Debug, Parser)]
+#[command(name = "fleetd", version, about = "The Fleetform fleet backend")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log line format on stderr. Verbosity comes from FLEETD_LOG or
+    /// RUST_LOG (e.g. `info`, `fleetd=debug,tower_http=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FLEETD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admin API until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the admin API. Port 0 picks a free port; the address
+    /// actually bound is written to <data-dir>/admin.addr.
+    #[arg(long, default_value = Config::DEFAULT_LISTEN, env = "FLEETD_LISTEN")]
+    pub listen: String,
+
+    /// Directory for the embedded database, the admin token and admin.addr.
+    #[arg(long, default_value = "./fleetd-data", env = "FLEETD_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Admin bearer token. Without it fleetd reuses <data-dir>/admin-token,
+    /// creating a random one on first start.
+    #[arg(long, env = "FLEETD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Where state lives: sqlite:PATH (default: sqlite file in the data
+    /// directory). postgres:// URLs are recognised but not supported yet.
+    #[arg(long, env = "FLEETD_DATABASE_URL", hide_env_values = true, value_parser = DatabaseUrl::parse)]
+    pub database_url: Option<DatabaseUrl>,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> Config {
+        Config {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            admin_token: self.token,
+            database_url: self.database_url,
+            ..Config::new(PathBuf::new())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::try_parse_from(["fleetd", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command;
+        let config = args.into_config();
+        assert_eq!(config.listen, "127.0.0.1:8470");
+        assert_eq!(config.data_dir, PathBuf::from("./fleetd-data"));
+        assert_eq!(
+            config.database_url(),
+            DatabaseUrl::default_for(&PathBuf::from("./fleetd-data"))
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_database_schemes() {
+        let err = Cli::try_parse_from(["fleetd", "serve", "--database-url", "mysql://x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported database URL scheme"), "{err}");
+    }
+}

@@ -1,0 +1,44 @@
+//! Everything a running fleetd needs to know, independent of where it came
+//! from (command line, environment, a test).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::DatabaseUrl;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `host:port` of the admin API; port 0 picks a free one.
+    pub listen: String,
+    /// Holds the embedded database, `admin-token` and `admin.addr`.
+    pub data_dir: PathBuf,
+    /// Admin bearer token; `None` means use or create `<data_dir>/admin-token`.
+    pub admin_token: Option<String>,
+    /// `None` means the SQLite file in `data_dir`.
+    pub database_url: Option<DatabaseUrl>,
+    /// After a shutdown signal, how long in-flight requests get to finish
+    /// before fleetd stops anyway.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8470";
+
+    /// Defaults for everything but the data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: Self::DEFAULT_LISTEN.to_owned(),
+            data_dir: data_dir.into(),
+            admin_token: None,
+            database_url: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// The store to open, with the default applied.
+    pub fn database_url(&self) -> DatabaseUrl {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| DatabaseUrl::default_for(&self.data_dir))
+    }
+}

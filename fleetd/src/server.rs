@@ -1,0 +1,159 @@
+//! Assembling and running a fleetd process.
+//!
+//! [`Server::bind`] does everything that can fail at startup (data
+//! directory, store and migrations, admin token, listener) and only then
+//! publishes the bound address in `<data-dir>/admin.addr`, so a harness that
+//! sees the file can connect immediately. [`Server::serve`] runs until the
+//! shutdown future completes, lets in-flight requests finish (within
+//! [`Config::shutdown_grace`]) and removes `admin.addr` again.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::admin_token::{self, TokenOrigin};
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::store;
+
+/// File in the data directory holding the admin API's bound `host:port`.
+pub const ADDR_FILE: &str = "admin.addr";
+
+/// A fleetd that has bound its listener but not started serving.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    admin_token: String,
+    router: axum::Router,
+    addr_file: PathBuf,
+    config: Config,
+}
+
+impl Server {
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        let database_url = config.database_url();
+        let store = store::open(&database_url)
+            .await
+            .with_context(|| format!("opening the store at {database_url}"))?;
+        tracing::info!(database = %database_url, "store opened");
+
+        create_data_dir(&config.data_dir)?;
+        let (admin_token, origin) = admin_token::resolve(config.admin_token.clone(), &config.data_dir)?;
+        match &origin {
+            TokenOrigin::Configured => tracing::info!("admin token: from --token/FLEETD_TOKEN"),
+            TokenOrigin::File(p) => tracing::info!(path = %p.display(), "admin token: read from file"),
+            TokenOrigin::Generated(p) => {
+                tracing::info!(path = %p.display(), "admin token: generated a new one and saved it (mode 0600)")
+            }
+        }
+
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("binding the admin API to {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+
+        let router = api::router(AppState {
+            store,
+            admin_token: Arc::from(admin_token.as_str()),
+        });
+
+        let addr_file = config.data_dir.join(ADDR_FILE);
+        crate::atomic_file::replace(&addr_file, format!("{local_addr}\n").as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", addr_file.display()))?;
+        tracing::info!(addr = %local_addr, addr_file = %addr_file.display(), "admin API listening");
+
+        Ok(Server {
+            listener,
+            local_addr,
+            admin_token,
+            router,
+            addr_file,
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The admin bearer token this server requires.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            local_addr,
+            router,
+            addr_file,
+            config,
+            ..
+        } = self;
+
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = draining_tx.send(());
+        };
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(graceful)
+            .into_future();
+        let deadline = async move {
+            match draining_rx.await {
+                Ok(()) => tokio::time::sleep(config.shutdown_grace).await,
+                // The server stopped on its own; nothing to time out.
+                Err(_) => std::future::pending().await,
+            }
+        };
+
+        let result = tokio::select! {
+            r = serve => r.context("serving the admin API"),
+            () = deadline => {
+                tracing::warn!(grace = ?config.shutdown_grace, "requests still running after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        remove_addr_file(&addr_file, local_addr);
+        tracing::info!("fleetd stopped");
+        result
+    }
+}
+
+/// [`Server::bind`] then [`Server::serve`].
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    Server::bind(config).await?.serve(shutdown).await
+}
+
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // The directory holds the admin token and the database.
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))
+}
+
+/// Removes `admin.addr` unless another fleetd has since replaced it.
+fn remove_addr_file(path: &Path, ours: SocketAddr) {
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim() == ours.to_string() => {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), "could not remove address file: {e}");
+            }
+        }
+        _ => {}
+    }
+}
