@@ -22,7 +22,9 @@ pub struct Fleetd {
 impl Fleetd {
     pub fn start() -> Result<Self> {
         let data_dir = tempfile::Builder::new().prefix("fleetd-acc-").tempdir()?;
-        let token: String = (0..32).map(|_| format!("{:02x}", rand::rng().random::<u8>())).collect();
+        let token: String = (0..32)
+            .map(|_| format!("{:02x}", rand::rng().random::<u8>()))
+            .collect();
         let log = std::fs::File::create(data_dir.path().join("fleetd.log"))?;
         let mut child = Command::new(bin_dir().join("fleetd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -34,9 +36,12 @@ impl Fleetd {
             .spawn()
             .context("start fleetd")?;
         let addr_file: PathBuf = data_dir.path().join("admin.addr");
-        if let Err(e) = wait_for("fleetd to listen", Duration::from_secs(30), || addr_file.exists()) {
+        if let Err(e) = wait_for("fleetd to listen", Duration::from_secs(30), || {
+            addr_file.exists()
+        }) {
             kill(&mut child);
-            let log = std::fs::read_to_string(data_dir.path().join("fleetd.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(data_dir.path().join("fleetd.log")).unwrap_or_default();
             bail!("{e}\nfleetd log:\n{log}");
         }
         let addr = std::fs::read_to_string(&addr_file)?.trim().to_string();
@@ -51,7 +56,11 @@ impl Fleetd {
 
     /// GET a path of the admin API; `None` on 404.
     pub fn get(&self, path: &str) -> Result<Option<Json>> {
-        let r = self.http.get(format!("{}{path}", self.endpoint)).bearer_auth(&self.token).send()?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.endpoint))
+            .bearer_auth(&self.token)
+            .send()?;
         if r.status() == 404 {
             return Ok(None);
         }
@@ -64,7 +73,10 @@ impl Fleetd {
     /// Sends a JSON request to the admin API, returning status and body.
     pub fn send(&self, method: &str, path: &str, body: Option<&Json>) -> Result<(u16, Json)> {
         let m = reqwest::Method::from_bytes(method.as_bytes())?;
-        let mut req = self.http.request(m, format!("{}{path}", self.endpoint)).bearer_auth(&self.token);
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", self.endpoint))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(b);
         }

@@ -38,12 +38,18 @@ fn lifecycle_update_import_destroy() -> Result<()> {
     let id = s.str("fleet_device_group.meters", "id")?;
     let parent = s.str("fleet_device_group.prod", "id")?;
     assert_eq!(s.str("fleet_device_group.meters", "path")?, "prod/meters");
-    assert_eq!(s.attr("fleet_device_group.meters", "parent_id")?, json!(parent));
+    assert_eq!(
+        s.attr("fleet_device_group.meters", "parent_id")?,
+        json!(parent)
+    );
     assert_eq!(s.attr("fleet_device_group.prod", "description")?, json!(""));
     assert_eq!(s.attr("fleet_device_group.prod", "tags")?, json!({}));
 
     // fleetd holds exactly what Terraform says.
-    let g = acc.fleetd.get(&format!("/v1/device-groups/{id}"))?.expect("group in fleetd");
+    let g = acc
+        .fleetd
+        .get(&format!("/v1/device-groups/{id}"))?
+        .expect("group in fleetd");
     assert_eq!(g["description"], "smart meters");
     assert_eq!(g["tags"], json!({"line": "m2"}));
     assert_eq!(g["parent_id"], json!(parent));
@@ -60,7 +66,10 @@ fn lifecycle_update_import_destroy() -> Result<()> {
     acc.import_block_noop(&hcl2, "fleet_device_group.prod", &parent)?;
 
     acc.wd.destroy()?;
-    assert!(acc.fleetd.list("/v1/device-groups")?.is_empty(), "fleetd still has groups");
+    assert!(
+        acc.fleetd.list("/v1/device-groups")?.is_empty(),
+        "fleetd still has groups"
+    );
     Ok(())
 }
 
@@ -81,11 +90,16 @@ fn drift_is_planned_back() -> Result<()> {
     assert_eq!(status, 200);
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty, "drift not detected");
-    assert!(text.contains("edited by hand") && text.contains("1 to change"), "{text}");
+    assert!(
+        text.contains("edited by hand") && text.contains("1 to change"),
+        "{text}"
+    );
     acc.wd.apply(&hcl)?;
 
     // Deleted behind Terraform's back: the plan creates it again.
-    let (status, _) = acc.fleetd.send("DELETE", &format!("/v1/device-groups/{id}"), None)?;
+    let (status, _) = acc
+        .fleetd
+        .send("DELETE", &format!("/v1/device-groups/{id}"), None)?;
     assert_eq!(status, 204);
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty);
@@ -102,8 +116,14 @@ fn drift_is_planned_back() -> Result<()> {
 fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
     let acc = Acc::new()?;
     acc.wd.plan_error(
-        &format!("{PROVIDER}\nresource \"fleet_device_group\" \"bad\" {{\n  name = \"has space\"\n}}\n"),
-        &["Invalid value for name", "' ' is not allowed", "with fleet_device_group.bad"],
+        &format!(
+            "{PROVIDER}\nresource \"fleet_device_group\" \"bad\" {{\n  name = \"has space\"\n}}\n"
+        ),
+        &[
+            "Invalid value for name",
+            "' ' is not allowed",
+            "with fleet_device_group.bad",
+        ],
     )?;
     acc.wd.plan_error(
         &format!(

@@ -25,7 +25,10 @@ pub enum TokenOrigin {
 }
 
 /// Returns the token to require and where it came from.
-pub fn resolve(configured: Option<String>, data_dir: &Path) -> anyhow::Result<(String, TokenOrigin)> {
+pub fn resolve(
+    configured: Option<String>,
+    data_dir: &Path,
+) -> anyhow::Result<(String, TokenOrigin)> {
     if let Some(token) = configured {
         check(&token).context("invalid --token / FLEETD_TOKEN")?;
         return Ok((token, TokenOrigin::Configured));
@@ -108,7 +111,10 @@ mod tests {
     fn configured_token_wins_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (token, origin) = resolve(Some("s3cret".into()), dir.path()).unwrap();
-        assert_eq!((token.as_str(), origin), ("s3cret", TokenOrigin::Configured));
+        assert_eq!(
+            (token.as_str(), origin),
+            ("s3cret", TokenOrigin::Configured)
+        );
         assert!(!dir.path().join(TOKEN_FILE).exists());
         assert!(resolve(Some("has space".into()), dir.path()).is_err());
     }

@@ -39,7 +39,11 @@ fn write_temp(path: &Path, contents: &[u8], mode: u32) -> io::Result<PathBuf> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), rand::random::<u32>()));
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let tmp = path.with_file_name(tmp_name);
 
     let mut file = open_with_mode(&tmp, mode)?;
@@ -54,7 +58,11 @@ fn write_temp(path: &Path, contents: &[u8], mode: u32) -> io::Result<PathBuf> {
 #[cfg(unix)]
 fn open_with_mode(path: &Path, mode: u32) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().write(true).create_new(true).mode(mode).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
 }
 
 #[cfg(not(unix))]
@@ -86,6 +94,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("secret");
         create_new(&p, b"x", 0o600).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -35,17 +35,20 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        create_data_dir(&config.data_dir)?;
         let database_url = config.database_url();
         let store = store::open(&database_url)
             .await
             .with_context(|| format!("opening the store at {database_url}"))?;
         tracing::info!(database = %database_url, "store opened");
 
-        create_data_dir(&config.data_dir)?;
-        let (admin_token, origin) = admin_token::resolve(config.admin_token.clone(), &config.data_dir)?;
+        let (admin_token, origin) =
+            admin_token::resolve(config.admin_token.clone(), &config.data_dir)?;
         match &origin {
             TokenOrigin::Configured => tracing::info!("admin token: from --token/FLEETD_TOKEN"),
-            TokenOrigin::File(p) => tracing::info!(path = %p.display(), "admin token: read from file"),
+            TokenOrigin::File(p) => {
+                tracing::info!(path = %p.display(), "admin token: read from file")
+            }
             TokenOrigin::Generated(p) => {
                 tracing::info!(path = %p.display(), "admin token: generated a new one and saved it (mode 0600)")
             }
@@ -87,7 +90,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then drains.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Server {
             listener,
             local_addr,
@@ -128,7 +134,10 @@ impl Server {
 }
 
 /// [`Server::bind`] then [`Server::serve`].
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     Server::bind(config).await?.serve(shutdown).await
 }
 

@@ -38,13 +38,18 @@ impl Client {
     pub fn new(endpoint: &str, token: &str, timeout: Duration) -> Result<Self, String> {
         let endpoint = endpoint.trim_end_matches('/').to_string();
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(format!("endpoint {endpoint:?} must start with http:// or https://"));
+            return Err(format!(
+                "endpoint {endpoint:?} must start with http:// or https://"
+            ));
         }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
-            .user_agent(concat!("terraform-provider-fleet/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "terraform-provider-fleet/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Client {
@@ -60,7 +65,9 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::GET, path, None::<&()>).await.and_then(decode)
+        self.call(Method::GET, path, None::<&()>)
+            .await
+            .and_then(decode)
     }
 
     /// GET that maps 404 to `None`: how Read notices objects deleted
@@ -73,12 +80,24 @@ impl Client {
         }
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        self.call(Method::POST, path, Some(body)).await.and_then(decode)
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body))
+            .await
+            .and_then(decode)
     }
 
-    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        self.call(Method::PUT, path, Some(body)).await.and_then(decode)
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PUT, path, Some(body))
+            .await
+            .and_then(decode)
     }
 
     /// DELETE; an object already gone counts as deleted.
@@ -90,20 +109,29 @@ impl Client {
         }
     }
 
-    async fn call<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<(u16, bytes::Bytes), ClientError> {
+    async fn call<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(u16, bytes::Bytes), ClientError> {
         let url = format!("{}{}", self.endpoint, path);
         let idempotent = method != Method::POST;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut req = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&self.token);
             if let Some(b) = body {
                 req = req.json(b);
             }
             let retry_after = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    let retryable =
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                     let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
                         endpoint: self.endpoint.clone(),
                         message: e.to_string(),
@@ -140,7 +168,11 @@ impl Client {
 }
 
 fn decode<T: DeserializeOwned>((status, bytes): (u16, bytes::Bytes)) -> Result<T, ClientError> {
-    let bytes = if bytes.is_empty() { bytes::Bytes::from_static(b"null") } else { bytes };
+    let bytes = if bytes.is_empty() {
+        bytes::Bytes::from_static(b"null")
+    } else {
+        bytes
+    };
     serde_json::from_slice(&bytes).map_err(|_| ClientError::Protocol {
         status,
         body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),

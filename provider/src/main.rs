@@ -16,7 +16,10 @@ fn main() -> ExitCode {
     }
     let debug = args.iter().any(|a| a == "-debug" || a == "--debug");
     plugin_server::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("terraform-provider-fleet: cannot start: {e}");
@@ -27,7 +30,10 @@ fn main() -> ExitCode {
         provider_address: "registry.terraform.io/fleetform/fleet".to_string(),
         debug,
     };
-    match runtime.block_on(plugin_server::serve(ProviderService::new(FleetProvider), opts)) {
+    match runtime.block_on(plugin_server::serve(
+        ProviderService::new(FleetProvider),
+        opts,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("terraform-provider-fleet: {e:#}");

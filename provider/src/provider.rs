@@ -60,10 +60,18 @@ impl crate::tfplugin::Provider for FleetProvider {
         )
     }
 
-    async fn configure(&self, config: ProviderConfig, _terraform_version: &str) -> Result<Client, Diagnostics> {
+    async fn configure(
+        &self,
+        config: ProviderConfig,
+        _terraform_version: &str,
+    ) -> Result<Client, Diagnostics> {
         let endpoint = config
             .endpoint
-            .or_else(|| std::env::var("FLEET_ENDPOINT").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::env::var("FLEET_ENDPOINT")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
         let token = config
             .token

@@ -15,7 +15,11 @@ use crate::store::Actor;
 /// Paths served without a token.
 pub const PUBLIC_PATHS: &[&str] = &["/healthz"];
 
-pub async fn require_admin_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_admin_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if PUBLIC_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }

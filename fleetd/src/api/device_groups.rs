@@ -1,7 +1,5 @@
 //! `/v1/device-groups`: CRUD for the group tree.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -13,15 +11,9 @@ use fleet_api::{ApiError, DeviceGroup, DeviceGroupCreate, DeviceGroupUpdate, Pag
 use super::extract::{IdPath, JsonBody, QueryParams};
 use super::pagination::{self, PageRequest};
 use super::{AppState, HttpError};
-use crate::domain::{self, FieldError};
+use crate::domain::group;
+use crate::domain::FieldError;
 use crate::store::{self, Actor, DeviceGroupSpec};
-
-/// Longest description accepted.
-pub const MAX_DESCRIPTION_LEN: usize = 1024;
-/// Most tags on one group.
-pub const MAX_TAGS: usize = 50;
-pub const MAX_TAG_KEY_LEN: usize = 128;
-pub const MAX_TAG_VALUE_LEN: usize = 256;
 
 const COLLECTION: &str = "/v1/device-groups";
 
@@ -34,6 +26,7 @@ pub fn routes() -> Router<AppState> {
 /// Create a device group.
 #[utoipa::path(
     post,
+    operation_id = "create_device_group",
     path = "/v1/device-groups",
     tag = "device-groups",
     request_body = DeviceGroupCreate,
@@ -68,6 +61,7 @@ pub async fn create(
 /// List device groups, oldest first.
 #[utoipa::path(
     get,
+    operation_id = "list_device_groups",
     path = "/v1/device-groups",
     tag = "device-groups",
     params(
@@ -107,6 +101,7 @@ pub async fn list(
 /// Read one device group.
 #[utoipa::path(
     get,
+    operation_id = "get_device_group",
     path = "/v1/device-groups/{id}",
     tag = "device-groups",
     params(("id" = String, Path, description = "Group id")),
@@ -126,6 +121,7 @@ pub async fn read(
 /// Replace a device group's mutable fields.
 #[utoipa::path(
     put,
+    operation_id = "update_device_group",
     path = "/v1/device-groups/{id}",
     tag = "device-groups",
     params(("id" = String, Path, description = "Group id")),
@@ -161,6 +157,7 @@ pub async fn update(
 /// Delete a device group that has no child groups.
 #[utoipa::path(
     delete,
+    operation_id = "delete_device_group",
     path = "/v1/device-groups/{id}",
     tag = "device-groups",
     params(
@@ -183,65 +180,28 @@ pub async fn delete(
 ) -> Result<StatusCode, HttpError> {
     query.only(&["version"])?;
     let version = query.int::<i64>("version")?;
-    state.store.delete_device_group(&actor, &id, version).await?;
+    state
+        .store
+        .delete_device_group(&actor, &id, version)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Checks that need nothing but the request; the store checks the rest
-/// (parent exists, no cycle, name free among siblings).
+/// Checks that need nothing but the request, with the domain's rules; the
+/// store checks the rest (parent exists, no cycle, depth, name free among
+/// siblings) inside its write transaction.
 fn validate(spec: &DeviceGroupSpec) -> Result<(), FieldError> {
-    domain::check_name("name", &spec.name, domain::MAX_NAME_LEN)?;
-    check_len("description", &spec.description, MAX_DESCRIPTION_LEN)?;
-    if spec.description.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(FieldError::new("description", "must not contain control characters"));
-    }
+    group::validate_name(&spec.name)?;
+    group::validate_description(&spec.description)?;
+    // JSON clients (and Terraform providers) sometimes send "" for "no
+    // value"; say how to express that instead of "group \"\" not found".
     if spec.parent_id.as_deref() == Some("") {
         return Err(FieldError::new(
             "parent_id",
             "must not be empty; omit it or use null for a top-level group",
         ));
     }
-    validate_tags(&spec.tags)
-}
-
-fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), FieldError> {
-    if tags.len() > MAX_TAGS {
-        return Err(FieldError::new(
-            "tags",
-            format!("must have at most {MAX_TAGS} entries, got {}", tags.len()),
-        ));
-    }
-    for (key, value) in tags {
-        let field = format!("tags[{key:?}]");
-        if key.is_empty() {
-            return Err(FieldError::new("tags", "keys must not be empty"));
-        }
-        if key.chars().count() > MAX_TAG_KEY_LEN {
-            return Err(FieldError::new(
-                &field,
-                format!("key must be at most {MAX_TAG_KEY_LEN} characters long"),
-            ));
-        }
-        if key.chars().any(char::is_control) {
-            return Err(FieldError::new(&field, "key must not contain control characters"));
-        }
-        check_len(&field, value, MAX_TAG_VALUE_LEN)?;
-        if value.chars().any(char::is_control) {
-            return Err(FieldError::new(&field, "must not contain control characters"));
-        }
-    }
-    Ok(())
-}
-
-fn check_len(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
-    let len = value.chars().count();
-    if len > max {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {max} characters long, got {len}"),
-        ));
-    }
-    Ok(())
+    group::validate_tags(&spec.tags)
 }
 
 fn to_wire(g: store::DeviceGroup) -> DeviceGroup {

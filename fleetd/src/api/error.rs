@@ -47,8 +47,8 @@ impl HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.error.status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(self.0)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -93,9 +93,7 @@ impl From<StoreError> for HttpError {
             StoreError::Conflict { field, message } => {
                 HttpError::new(ErrorKind::Conflict, field, message)
             }
-            StoreError::InvalidReference { field, message } => {
-                HttpError::invalid_field(field, message)
-            }
+            StoreError::Invalid(field_error) => field_error.into(),
             StoreError::Backend(err) => {
                 tracing::error!("store failure: {err:#}");
                 HttpError::internal()

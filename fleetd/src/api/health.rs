@@ -6,6 +6,7 @@ use fleet_api::Health;
 
 #[utoipa::path(
     get,
+    operation_id = "healthz",
     path = "/healthz",
     tag = "system",
     security(()),

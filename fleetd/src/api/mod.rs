@@ -40,7 +40,10 @@ pub fn router(state: AppState) -> Router {
         .nest(fleet_api::API_PREFIX, device_groups::routes())
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_admin_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin_token,
+        ))
         .layer(
             // Outermost, so rejected requests are logged too. Headers are
             // not recorded: they carry the bearer token.

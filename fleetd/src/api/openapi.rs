@@ -52,6 +52,7 @@ impl Modify for BearerAuth {
 /// This document.
 #[utoipa::path(
     get,
+    operation_id = "openapi",
     path = "/openapi.json",
     tag = "system",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"))

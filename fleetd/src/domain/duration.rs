@@ -18,7 +18,9 @@ pub fn parse(field: &str, value: &str) -> Result<u64, FieldError> {
     let err = |msg: String| {
         FieldError::new(
             field,
-            format!("invalid duration {value:?}: {msg} (examples: \"30m\", \"1h\", \"2h30m\", \"0s\")"),
+            format!(
+                "invalid duration {value:?}: {msg} (examples: \"30m\", \"1h\", \"2h30m\", \"0s\")"
+            ),
         )
     };
     if value.is_empty() {
@@ -29,7 +31,10 @@ pub fn parse(field: &str, value: &str) -> Result<u64, FieldError> {
     let mut chars = value.char_indices().peekable();
     while let Some(&(start, c)) = chars.peek() {
         if !c.is_ascii_digit() {
-            return Err(err(format!("expected a number at position {}, found {c:?}", start + 1)));
+            return Err(err(format!(
+                "expected a number at position {}, found {c:?}",
+                start + 1
+            )));
         }
         let mut end = start;
         while let Some(&(i, d)) = chars.peek() {
@@ -44,7 +49,9 @@ pub fn parse(field: &str, value: &str) -> Result<u64, FieldError> {
             .parse()
             .map_err(|_| err("number too large".into()))?;
         let Some((_, unit)) = chars.next() else {
-            return Err(err(format!("missing unit after {amount} (use d, h, m or s)")));
+            return Err(err(format!(
+                "missing unit after {amount} (use d, h, m or s)"
+            )));
         };
         let Some(pos) = UNITS.iter().position(|(u, _)| *u == unit) else {
             return Err(err(format!("unknown unit {unit:?} (use d, h, m or s)")));

@@ -153,7 +153,9 @@ pub fn ancestry(group_id: &str, lookup: &impl ParentLookup) -> Result<Vec<String
         if !seen.insert(parent.clone()) {
             return Err(FieldError::new(
                 "parent_id",
-                format!("the stored hierarchy above {group_id:?} contains a cycle through {parent:?}"),
+                format!(
+                    "the stored hierarchy above {group_id:?} contains a cycle through {parent:?}"
+                ),
             ));
         }
         chain.push(parent.clone());
@@ -181,7 +183,10 @@ pub fn check_parent(
     lookup: &impl ParentLookup,
 ) -> Result<(), FieldError> {
     if group_id == Some(parent_id) {
-        return Err(FieldError::new("parent_id", "a group cannot be its own parent"));
+        return Err(FieldError::new(
+            "parent_id",
+            "a group cannot be its own parent",
+        ));
     }
     if lookup.parent_of(parent_id).is_none() {
         return Err(FieldError::new(
@@ -261,7 +266,9 @@ pub fn validate_config(config: &Value) -> Result<&Map<String, Value>, FieldError
             format!("config is nested more than {MAX_CONFIG_DEPTH} levels deep"),
         ));
     }
-    let size = serde_json::to_string(config).map(|s| s.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_string(config)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_CONFIG_BYTES {
         return Err(FieldError::new(
             "config",
@@ -387,7 +394,9 @@ mod tests {
     fn descriptions_and_tags() {
         assert!(validate_description("").is_ok());
         assert_eq!(
-            validate_description(&"x".repeat(1025)).unwrap_err().to_string(),
+            validate_description(&"x".repeat(1025))
+                .unwrap_err()
+                .to_string(),
             "description: must be at most 1024 characters long, got 1025"
         );
         let mut tags = BTreeMap::new();
@@ -403,8 +412,12 @@ mod tests {
         assert_eq!(validate_tags(&tags).unwrap_err().field, "tags[\"long\"]");
         tags.remove("long");
         tags.insert("k".repeat(129), "v".into());
-        assert!(validate_tags(&tags).unwrap_err().message.contains("tag keys must be at most 128"));
-        let many: BTreeMap<String, String> = (0..51).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(validate_tags(&tags)
+            .unwrap_err()
+            .message
+            .contains("tag keys must be at most 128"));
+        let many: BTreeMap<String, String> =
+            (0..51).map(|i| (format!("k{i}"), String::new())).collect();
         assert_eq!(validate_tags(&many).unwrap_err().field, "tags");
     }
 
@@ -507,7 +520,10 @@ mod tests {
         for i in 2..=20 {
             deep.insert(format!("g{i}"), Some(format!("g{}", i - 1)));
         }
-        assert!(check_parent(None, "g15", &deep).is_ok(), "new group at depth 16");
+        assert!(
+            check_parent(None, "g15", &deep).is_ok(),
+            "new group at depth 16"
+        );
         assert_eq!(
             check_parent(None, "g16", &deep).unwrap_err().message,
             "groups nest at most 16 levels deep; \"g16\" is already at depth 16"
@@ -540,7 +556,10 @@ mod tests {
         assert!(e.field.starts_with("config.k.k.k"), "{}", e.field);
         assert!(e.message.contains("nested more than 32 levels"));
         let big = json!({ "blob": "x".repeat(MAX_CONFIG_BYTES) });
-        assert!(validate_config(&big).unwrap_err().message.contains("bytes as JSON"));
+        assert!(validate_config(&big)
+            .unwrap_err()
+            .message
+            .contains("bytes as JSON"));
     }
 
     #[test]

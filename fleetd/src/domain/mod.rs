@@ -121,10 +121,15 @@ mod tests {
     #[test]
     fn within_prefixes_paths() {
         assert_eq!(
-            FieldError::new("percent", "x").within("failure_threshold").field,
+            FieldError::new("percent", "x")
+                .within("failure_threshold")
+                .field,
             "failure_threshold.percent"
         );
-        assert_eq!(FieldError::new("[3]", "x").within("hardware").field, "hardware[3]");
+        assert_eq!(
+            FieldError::new("[3]", "x").within("hardware").field,
+            "hardware[3]"
+        );
         assert_eq!(FieldError::new("", "x").within("config").field, "config");
     }
 

@@ -334,7 +334,10 @@ pub fn parse(src: &str) -> Result<Query, QueryError> {
     if t.tok != Tok::Eof {
         return Err(p.err(
             t.start,
-            format!("expected 'and', 'or' or end of query, found {}", t.tok.describe()),
+            format!(
+                "expected 'and', 'or' or end of query, found {}",
+                t.tok.describe()
+            ),
         ));
     }
     Ok(Query { expr })
@@ -350,7 +353,10 @@ pub fn fuzz_parse(data: &[u8]) {
     let canonical = query.to_string();
     if canonical.len() <= MAX_QUERY_LEN {
         match parse(&canonical) {
-            Ok(again) => assert_eq!(again, query, "canonical text {canonical:?} re-parsed differently"),
+            Ok(again) => assert_eq!(
+                again, query,
+                "canonical text {canonical:?} re-parsed differently"
+            ),
             Err(e) => panic!("canonical text {canonical:?} does not re-parse: {e}"),
         }
     }
@@ -409,8 +415,9 @@ fn compare(device: &DeviceFacts, field: &Field, lit: &Literal) -> Option<Orderin
                     (Some(a), Some(b)) => a.partial_cmp(&b),
                     _ => Some(value.cmp(s.as_str())),
                 },
-                Literal::Bool(b) => (value == if *b { "true" } else { "false" })
-                    .then_some(Ordering::Equal),
+                Literal::Bool(b) => {
+                    (value == if *b { "true" } else { "false" }).then_some(Ordering::Equal)
+                }
                 Literal::Version(_) | Literal::Time(_) => None,
             }
         }
@@ -699,7 +706,11 @@ impl Parser<'_> {
         } else {
             Err(self.err(
                 t.start,
-                format!("expected {} {context}, found {}", want.describe(), t.tok.describe()),
+                format!(
+                    "expected {} {context}, found {}",
+                    want.describe(),
+                    t.tok.describe()
+                ),
             ))
         }
     }
@@ -807,7 +818,10 @@ impl Parser<'_> {
                 let Tok::Str(key) = k.tok else {
                     return Err(self.err(
                         k.start,
-                        format!("expected a quoted attribute key after 'attr[', found {}", k.tok.describe()),
+                        format!(
+                            "expected a quoted attribute key after 'attr[', found {}",
+                            k.tok.describe()
+                        ),
                     ));
                 };
                 if key.is_empty() {
@@ -816,10 +830,7 @@ impl Parser<'_> {
                 self.expect(Tok::RBracket, "after the attribute key")?;
                 return Ok(Field::Attr(key));
             }
-            return Err(self.err(
-                t.start,
-                "expected '.KEY' or '[\"KEY\"]' after 'attr'",
-            ));
+            return Err(self.err(t.start, "expected '.KEY' or '[\"KEY\"]' after 'attr'"));
         }
         Err(self.err(
             t.start,
@@ -849,16 +860,14 @@ impl Parser<'_> {
                 }
                 self.list(field, true)
             }
-            other => {
-                Err(self.err(
-                    t.start,
-                    format!(
-                        "expected an operator (==, !=, <, <=, >, >=, in, not in) after '{}', found {}",
-                        FieldDisplay(&field),
-                        other.describe()
-                    ),
-                ))
-            }
+            other => Err(self.err(
+                t.start,
+                format!(
+                    "expected an operator (==, !=, <, <=, >, >=, in, not in) after '{}', found {}",
+                    FieldDisplay(&field),
+                    other.describe()
+                ),
+            )),
         }
     }
 
@@ -868,7 +877,10 @@ impl Parser<'_> {
         if open.tok != Tok::LBracket {
             return Err(self.err(
                 open.start,
-                format!("expected '[' after {context}, found {}", open.tok.describe()),
+                format!(
+                    "expected '[' after {context}, found {}",
+                    open.tok.describe()
+                ),
             ));
         }
         let mut values = Vec::new();
@@ -905,7 +917,12 @@ impl Parser<'_> {
     }
 
     /// Reads a literal and checks it against the field's type.
-    fn value(&mut self, field: &Field, context: &str, ordering: bool) -> Result<Literal, QueryError> {
+    fn value(
+        &mut self,
+        field: &Field,
+        context: &str,
+        ordering: bool,
+    ) -> Result<Literal, QueryError> {
         let t = self.next()?;
         let fname = FieldDisplay(field).to_string();
         let lit = match t.tok {
@@ -1049,7 +1066,9 @@ impl fmt::Display for Literal {
             Literal::Num(n) => f.write_str(&format_number(*n)),
             Literal::Bool(b) => write!(f, "{b}"),
             Literal::Version(v) => f.write_str(&quote(&v.to_string())),
-            Literal::Time(t) => f.write_str(&quote(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))),
+            Literal::Time(t) => {
+                f.write_str(&quote(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)))
+            }
         }
     }
 }
@@ -1140,7 +1159,9 @@ mod tests {
     }
 
     fn m(q: &str) -> bool {
-        parse(q).unwrap_or_else(|e| panic!("{q}: {e}")).matches(&device())
+        parse(q)
+            .unwrap_or_else(|e| panic!("{q}: {e}"))
+            .matches(&device())
     }
 
     fn err(q: &str) -> String {
@@ -1177,7 +1198,10 @@ mod tests {
         assert!(m(r#"firmware < "1.10.0""#));
         assert!(m(r#"firmware > "1.4.2-rc.1""#));
         assert!(m(r#"firmware == "1.4.2""#));
-        assert!(m(r#"firmware == "1.4.2+build.7""#), "build metadata is ignored");
+        assert!(
+            m(r#"firmware == "1.4.2+build.7""#),
+            "build metadata is ignored"
+        );
         assert!(m(r#"firmware <= "1.4.2""#));
         assert!(!m(r#"firmware != "1.4.2""#));
         assert!(m(r#"firmware in ["1.0.0", "1.4.2"]"#));
@@ -1212,7 +1236,10 @@ mod tests {
         assert!(m(r#"attr.floor in [1, 10]"#));
         // text comparison when one side is not a number
         assert!(m(r#"attr.region > "eu""#));
-        assert!(!m("attr.region > 5"), "non-numeric value never orders against a number");
+        assert!(
+            !m("attr.region > 5"),
+            "non-numeric value never orders against a number"
+        );
         assert!(m("attr.region != 5"));
         assert!(m(r#"attr.region == "eu-west""#));
     }
@@ -1234,7 +1261,9 @@ mod tests {
         assert!(m(r#"attr.missing not in ["x"]"#));
         assert!(!m("exists(attr.missing)"));
         assert!(m("exists(attr.region)"));
-        assert!(m(r#"exists(attr["site name"]) and attr["site name"] == "Main St""#));
+        assert!(m(
+            r#"exists(attr["site name"]) and attr["site name"] == "Main St""#
+        ));
     }
 
     #[test]
@@ -1248,9 +1277,14 @@ mod tests {
         // not binds tighter than and
         assert!(!m(r#"not id == "dev-1" and id == "dev-1""#));
         assert!(m(r#"not (id == "dev-1" and id == "x")"#));
-        assert!(m(r#"NOT id == "x" AND health == "ok""#), "keywords are case-insensitive");
+        assert!(
+            m(r#"NOT id == "x" AND health == "ok""#),
+            "keywords are case-insensitive"
+        );
         assert!(m("exists(firmware) and exists(health) and exists(id)"));
-        assert!(!parse("exists(health)").unwrap().matches(&DeviceFacts::default()));
+        assert!(!parse("exists(health)")
+            .unwrap()
+            .matches(&DeviceFacts::default()));
     }
 
     #[test]
@@ -1288,16 +1322,43 @@ mod tests {
     #[test]
     fn canonical_text() {
         let cases = [
-            (r#"hardware=="m"   AND (attr.a in ["x","y",] )"#, r#"hardware == "m" and attr.a in ["x", "y"]"#),
-            (r#"(id=="a" and id=="b") and id=="c""#, r#"id == "a" and id == "b" and id == "c""#),
-            (r#"id=="a" and (id=="b" and id=="c")"#, r#"id == "a" and id == "b" and id == "c""#),
-            (r#"(id=="a" or id=="b") and id=="c""#, r#"(id == "a" or id == "b") and id == "c""#),
-            (r#"id=="a" or id=="b" and id=="c""#, r#"id == "a" or id == "b" and id == "c""#),
-            (r#"not (id=="a" or id=="b")"#, r#"not (id == "a" or id == "b")"#),
+            (
+                r#"hardware=="m"   AND (attr.a in ["x","y",] )"#,
+                r#"hardware == "m" and attr.a in ["x", "y"]"#,
+            ),
+            (
+                r#"(id=="a" and id=="b") and id=="c""#,
+                r#"id == "a" and id == "b" and id == "c""#,
+            ),
+            (
+                r#"id=="a" and (id=="b" and id=="c")"#,
+                r#"id == "a" and id == "b" and id == "c""#,
+            ),
+            (
+                r#"(id=="a" or id=="b") and id=="c""#,
+                r#"(id == "a" or id == "b") and id == "c""#,
+            ),
+            (
+                r#"id=="a" or id=="b" and id=="c""#,
+                r#"id == "a" or id == "b" and id == "c""#,
+            ),
+            (
+                r#"not (id=="a" or id=="b")"#,
+                r#"not (id == "a" or id == "b")"#,
+            ),
             (r#"not not exists ( attr.x )"#, "not not exists(attr.x)"),
-            (r#"attr["we ird"] not in [1, 2.50, -3, 1e3, 1e-7, true]"#, r#"attr["we ird"] not in [1, 2.5, -3, 1000, 0.0000001, true]"#),
-            (r#"firmware >= "1.2.3-rc.1+b5""#, r#"firmware >= "1.2.3-rc.1+b5""#),
-            (r#"last_seen < "2025-01-31T13:00:00+01:00""#, r#"last_seen < "2025-01-31T12:00:00Z""#),
+            (
+                r#"attr["we ird"] not in [1, 2.50, -3, 1e3, 1e-7, true]"#,
+                r#"attr["we ird"] not in [1, 2.5, -3, 1000, 0.0000001, true]"#,
+            ),
+            (
+                r#"firmware >= "1.2.3-rc.1+b5""#,
+                r#"firmware >= "1.2.3-rc.1+b5""#,
+            ),
+            (
+                r#"last_seen < "2025-01-31T13:00:00+01:00""#,
+                r#"last_seen < "2025-01-31T12:00:00Z""#,
+            ),
             (r#"attr["plain.key-1"] == 1"#, "attr.plain.key-1 == 1"),
         ];
         for (src, want) in cases {
@@ -1371,9 +1432,17 @@ mod tests {
         let long = format!("id == \"{}\"", "x".repeat(MAX_QUERY_LEN));
         assert!(err(&long).contains("query is too long"));
 
-        let deep = format!("{}id == \"x\"{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        let deep = format!(
+            "{}id == \"x\"{}",
+            "(".repeat(MAX_DEPTH),
+            ")".repeat(MAX_DEPTH)
+        );
         assert!(parse(&deep).is_ok());
-        let too_deep = format!("{}id == \"x\"{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1));
+        let too_deep = format!(
+            "{}id == \"x\"{}",
+            "(".repeat(MAX_DEPTH + 1),
+            ")".repeat(MAX_DEPTH + 1)
+        );
         assert_eq!(
             err(&too_deep),
             format!("line 1, col {}: query is nested too deeply (at most {MAX_DEPTH} levels of parentheses and 'not')", MAX_DEPTH + 1)
@@ -1461,7 +1530,13 @@ mod tests {
     }
 
     fn arb_version() -> impl Strategy<Value = Version> {
-        (0u64..20, 0u64..20, 0u64..20, prop::option::of("[a-z]{1,4}(\\.(0|[1-9][0-9]?))?"), prop::option::of("[a-z0-9]{1,4}"))
+        (
+            0u64..20,
+            0u64..20,
+            0u64..20,
+            prop::option::of("[a-z]{1,4}(\\.(0|[1-9][0-9]?))?"),
+            prop::option::of("[a-z0-9]{1,4}"),
+        )
             .prop_map(|(a, b, c, pre, build)| {
                 let mut s = format!("{a}.{b}.{c}");
                 if let Some(p) = pre {
@@ -1477,7 +1552,10 @@ mod tests {
     }
 
     fn arb_time() -> impl Strategy<Value = DateTime<Utc>> {
-        (0i64..4_000_000_000, prop_oneof![Just(0u32), 0u32..1_000_000_000])
+        (
+            0i64..4_000_000_000,
+            prop_oneof![Just(0u32), 0u32..1_000_000_000],
+        )
             .prop_map(|(s, ns)| DateTime::from_timestamp(s, ns).unwrap())
     }
 
@@ -1533,10 +1611,12 @@ mod tests {
                 })
             }),
             (arb_field(), any::<bool>()).prop_flat_map(|(field, negated)| {
-                prop::collection::vec(arb_literal(&field, true), 0..4).prop_map(move |values| Expr::In {
-                    field: field.clone(),
-                    values,
-                    negated,
+                prop::collection::vec(arb_literal(&field, true), 0..4).prop_map(move |values| {
+                    Expr::In {
+                        field: field.clone(),
+                        values,
+                        negated,
+                    }
                 })
             }),
             arb_field().prop_map(Expr::Exists),

@@ -1,6 +1,7 @@
 //! What can go wrong in a store, in terms the API can map to status codes.
 
 use super::ObjectKind;
+use crate::domain::FieldError;
 
 /// A store failure.
 ///
@@ -33,10 +34,13 @@ pub enum StoreError {
         message: String,
     },
 
-    /// A field refers to something that does not exist or that would make
-    /// the data invalid (a parent that would create a cycle).
-    #[error("{message}")]
-    InvalidReference { field: &'static str, message: String },
+    /// The request breaks a domain rule that can only be checked against
+    /// stored state: a parent that does not exist, a move that would
+    /// create a cycle or nest groups too deeply. The rule (and its wording)
+    /// comes from [`crate::domain`]; the store only supplies the data,
+    /// inside the write transaction.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
 
     /// The database failed (I/O, corruption, a bug in a query).
     #[error("store backend error: {0:#}")]

@@ -6,11 +6,13 @@
 //! `--database-url` without touching the API or the domain rules.
 //!
 //! The store is the authority on anything that depends on *other* rows:
-//! parents existing, names being unique among siblings, cycles, versions.
-//! Those checks run inside the same transaction as the write they guard,
-//! so two concurrent requests can never both pass them. Checks that only
-//! look at the request itself (name syntax, lengths) happen before the
-//! store is called, in `api` with the rules from `domain`.
+//! parents existing, names being unique among siblings, cycles, nesting
+//! depth, versions. Those checks run inside the same transaction as the
+//! write they guard, so two concurrent requests can never both pass them.
+//! Where the rule itself is a domain rule (the group hierarchy), the store
+//! calls the pure function in [`crate::domain`] and only feeds it rows.
+//! Checks that look at the request alone (name syntax, lengths) happen
+//! before the store is called, in `api`, with the same domain rules.
 
 mod error;
 mod model;
@@ -66,8 +68,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DeviceGroup>, StoreError>;
 
     /// Replaces the mutable fields of a group and bumps its version. A new
-    /// parent must exist and must not be the group itself or one of its
-    /// descendants.
+    /// parent must exist, must not be the group itself or one of its
+    /// descendants, and must not push the group's subtree deeper than
+    /// [`crate::domain::group::MAX_HIERARCHY_DEPTH`].
     async fn update_device_group(
         &self,
         actor: &Actor,
@@ -86,11 +89,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// The audit trail of one object, oldest first.
-    async fn audit_events(
-        &self,
-        kind: ObjectKind,
-        id: &str,
-    ) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn audit_events(&self, kind: ObjectKind, id: &str)
+        -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the store a database URL
@@ -102,8 +102,8 @@ pub async fn open(url: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(store))
         }
         DatabaseUrl::Postgres(_) => anyhow::bail!(
-            "PostgreSQL is not yet supported by this fleetd build (database URL {url}); \
-             omit --database-url to use the embedded SQLite store, or pass a sqlite: URL"
+            "PostgreSQL is not yet supported by this fleetd build ({url}); omit \
+             --database-url to use the embedded SQLite store, or pass a sqlite: URL"
         ),
     }
 }

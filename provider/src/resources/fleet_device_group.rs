@@ -78,7 +78,12 @@ impl Resource<Client> for DeviceGroup {
         )
     }
 
-    async fn create(&self, client: &Client, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn create(
+        &self,
+        client: &Client,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let body = DeviceGroupCreate {
             name: plan.name,
             description: plan.description.unwrap_or_default(),
@@ -101,7 +106,13 @@ impl Resource<Client> for DeviceGroup {
         Ok(g.map(from_api))
     }
 
-    async fn update(&self, client: &Client, prior: Model, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn update(
+        &self,
+        client: &Client,
+        prior: Model,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let id = prior.id.unwrap_or_default();
         let body = DeviceGroupUpdate {
             name: plan.name,
@@ -119,7 +130,10 @@ impl Resource<Client> for DeviceGroup {
 
     async fn delete(&self, client: &Client, state: Model) -> Result<(), Diagnostics> {
         let id = state.id.unwrap_or_default();
-        let version = state.version.map(|v| format!("?version={v}")).unwrap_or_default();
+        let version = state
+            .version
+            .map(|v| format!("?version={v}"))
+            .unwrap_or_default();
         client
             .delete(&format!("/v1/device-groups/{id}{version}"))
             .await

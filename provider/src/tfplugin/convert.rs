@@ -110,7 +110,10 @@ pub fn decode(dv: Option<&pb::DynamicValue>, ty: &Type, what: &str) -> Result<Va
 
 pub fn encode(v: &Value, ty: &Type) -> Result<pb::DynamicValue, Diagnostics> {
     value::encode_msgpack(v, ty)
-        .map(|msgpack| pb::DynamicValue { msgpack, json: vec![] })
+        .map(|msgpack| pb::DynamicValue {
+            msgpack,
+            json: vec![],
+        })
         .map_err(|e| {
             Diagnostics::from(Diagnostic::error(
                 "Provider produced an invalid value",

@@ -125,7 +125,12 @@ impl Diagnostics {
     pub fn error(&mut self, summary: impl Into<String>, detail: impl Into<String>) {
         self.push(Diagnostic::error(summary, detail));
     }
-    pub fn error_at(&mut self, path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) {
+    pub fn error_at(
+        &mut self,
+        path: AttrPath,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         self.push(Diagnostic::error(summary, detail).at(path));
     }
     pub fn has_errors(&self) -> bool {
@@ -166,10 +171,17 @@ mod tests {
         let p = AttrPath::parse("phase[2].percent");
         assert_eq!(
             p.0,
-            vec![Step::Attr("phase".into()), Step::Index(2), Step::Attr("percent".into())]
+            vec![
+                Step::Attr("phase".into()),
+                Step::Index(2),
+                Step::Attr("percent".into())
+            ]
         );
         assert_eq!(p.to_string(), "phase[2].percent");
         let p = AttrPath::parse("tags[\"env\"]");
-        assert_eq!(p.0, vec![Step::Attr("tags".into()), Step::Key("env".into())]);
+        assert_eq!(
+            p.0,
+            vec![Step::Attr("tags".into()), Step::Key("env".into())]
+        );
     }
 }

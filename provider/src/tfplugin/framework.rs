@@ -61,13 +61,28 @@ pub trait Resource<C: Send + Sync + 'static>: Send + Sync + 'static {
     fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
 
     /// Adjusts a create or update plan after the framework's generic rules.
-    async fn modify_plan(&self, _client: Option<&C>, _plan: &mut PlanChange<'_>, _diags: &mut Diagnostics) {}
+    async fn modify_plan(
+        &self,
+        _client: Option<&C>,
+        _plan: &mut PlanChange<'_>,
+        _diags: &mut Diagnostics,
+    ) {
+    }
 
     /// Creates the object. `config` carries write-only attributes, which are
     /// null in `plan`.
-    async fn create(&self, client: &C, plan: Self::Model, config: Self::Model) -> Result<Self::Model, Diagnostics>;
+    async fn create(
+        &self,
+        client: &C,
+        plan: Self::Model,
+        config: Self::Model,
+    ) -> Result<Self::Model, Diagnostics>;
     /// Reads the object; `None` when it no longer exists.
-    async fn read(&self, client: &C, state: Self::Model) -> Result<Option<Self::Model>, Diagnostics>;
+    async fn read(
+        &self,
+        client: &C,
+        state: Self::Model,
+    ) -> Result<Option<Self::Model>, Diagnostics>;
     async fn update(
         &self,
         client: &C,
@@ -80,7 +95,11 @@ pub trait Resource<C: Send + Sync + 'static>: Send + Sync + 'static {
     async fn import(&self, client: &C, id: &str) -> Result<Option<Self::Model>, Diagnostics>;
 
     /// Migrates stored state (as JSON) from an older schema version.
-    fn upgrade_state(&self, _from_version: i64, state: serde_json::Value) -> Result<serde_json::Value, Diagnostics> {
+    fn upgrade_state(
+        &self,
+        _from_version: i64,
+        state: serde_json::Value,
+    ) -> Result<serde_json::Value, Diagnostics> {
         Ok(state)
     }
 }
@@ -104,7 +123,11 @@ pub trait Provider: Send + Sync + 'static {
     type Config: DeserializeOwned + Send;
 
     fn schema(&self) -> Schema;
-    async fn configure(&self, config: Self::Config, terraform_version: &str) -> Result<Self::Client, Diagnostics>;
+    async fn configure(
+        &self,
+        config: Self::Config,
+        terraform_version: &str,
+    ) -> Result<Self::Client, Diagnostics>;
     fn resources(&self) -> Vec<Arc<dyn AnyResource<Self::Client>>>;
     fn data_sources(&self) -> Vec<Arc<dyn AnyDataSource<Self::Client>>>;
 }
@@ -115,14 +138,35 @@ pub trait AnyResource<C>: Send + Sync {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
     fn validate(&self, config: &Value, diags: &mut Diagnostics);
-    async fn modify_plan(&self, client: Option<&C>, plan: &mut PlanChange<'_>, diags: &mut Diagnostics);
-    async fn create(&self, client: &C, plan: &Value, config: &Value, ty: &Type) -> Result<Value, Diagnostics>;
+    async fn modify_plan(
+        &self,
+        client: Option<&C>,
+        plan: &mut PlanChange<'_>,
+        diags: &mut Diagnostics,
+    );
+    async fn create(
+        &self,
+        client: &C,
+        plan: &Value,
+        config: &Value,
+        ty: &Type,
+    ) -> Result<Value, Diagnostics>;
     async fn read(&self, client: &C, state: &Value, ty: &Type) -> Result<Value, Diagnostics>;
-    async fn update(&self, client: &C, prior: &Value, plan: &Value, config: &Value, ty: &Type)
-        -> Result<Value, Diagnostics>;
+    async fn update(
+        &self,
+        client: &C,
+        prior: &Value,
+        plan: &Value,
+        config: &Value,
+        ty: &Type,
+    ) -> Result<Value, Diagnostics>;
     async fn delete(&self, client: &C, state: &Value) -> Result<(), Diagnostics>;
     async fn import(&self, client: &C, id: &str, ty: &Type) -> Result<Option<Value>, Diagnostics>;
-    fn upgrade_state(&self, from_version: i64, state: serde_json::Value) -> Result<serde_json::Value, Diagnostics>;
+    fn upgrade_state(
+        &self,
+        from_version: i64,
+        state: serde_json::Value,
+    ) -> Result<serde_json::Value, Diagnostics>;
 }
 
 #[async_trait]
@@ -136,11 +180,23 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for R {
     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
         Resource::validate(self, config, diags)
     }
-    async fn modify_plan(&self, client: Option<&C>, plan: &mut PlanChange<'_>, diags: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        client: Option<&C>,
+        plan: &mut PlanChange<'_>,
+        diags: &mut Diagnostics,
+    ) {
         Resource::modify_plan(self, client, plan, diags).await
     }
-    async fn create(&self, client: &C, plan: &Value, config: &Value, ty: &Type) -> Result<Value, Diagnostics> {
-        let m = Resource::create(self, client, model::decode(plan)?, model::decode(config)?).await?;
+    async fn create(
+        &self,
+        client: &C,
+        plan: &Value,
+        config: &Value,
+        ty: &Type,
+    ) -> Result<Value, Diagnostics> {
+        let m =
+            Resource::create(self, client, model::decode(plan)?, model::decode(config)?).await?;
         model::encode(&m, ty)
     }
     async fn read(&self, client: &C, state: &Value, ty: &Type) -> Result<Value, Diagnostics> {
@@ -176,7 +232,11 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for R {
             None => Ok(None),
         }
     }
-    fn upgrade_state(&self, from_version: i64, state: serde_json::Value) -> Result<serde_json::Value, Diagnostics> {
+    fn upgrade_state(
+        &self,
+        from_version: i64,
+        state: serde_json::Value,
+    ) -> Result<serde_json::Value, Diagnostics> {
         Resource::upgrade_state(self, from_version, state)
     }
 }

@@ -22,7 +22,9 @@ pub fn to_json(v: &Value) -> serde_json::Value {
             .map(J::Number)
             .unwrap_or(J::Null),
         Value::String(s) => J::String(s.clone()),
-        Value::List(xs) | Value::Set(xs) | Value::Tuple(xs) => J::Array(xs.iter().map(to_json).collect()),
+        Value::List(xs) | Value::Set(xs) | Value::Tuple(xs) => {
+            J::Array(xs.iter().map(to_json).collect())
+        }
         Value::Map(m) | Value::Object(m) => {
             J::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
         }
@@ -36,19 +38,31 @@ pub fn from_json(j: &serde_json::Value, ty: &Type, lenient: bool) -> Result<Valu
     from_json_at(j, ty, lenient, "")
 }
 
-fn from_json_at(j: &serde_json::Value, ty: &Type, lenient: bool, at: &str) -> Result<Value, String> {
+fn from_json_at(
+    j: &serde_json::Value,
+    ty: &Type,
+    lenient: bool,
+    at: &str,
+) -> Result<Value, String> {
     use serde_json::Value as J;
     if j.is_null() {
         return Ok(Value::Null);
     }
-    let wrong = |what: &str| Err(format!("{}: expected {what}, got {j}", if at.is_empty() { "value" } else { at }));
+    let wrong = |what: &str| {
+        Err(format!(
+            "{}: expected {what}, got {j}",
+            if at.is_empty() { "value" } else { at }
+        ))
+    };
     Ok(match ty {
         Type::Bool => match j {
             J::Bool(b) => Value::Bool(*b),
             _ => return wrong("a bool"),
         },
         Type::Number => match j {
-            J::Number(n) => Value::Number(Number::parse(&n.to_string()).map_err(|e| e.to_string())?),
+            J::Number(n) => {
+                Value::Number(Number::parse(&n.to_string()).map_err(|e| e.to_string())?)
+            }
             _ => return wrong("a number"),
         },
         Type::String => match j {
@@ -85,7 +99,12 @@ fn from_json_at(j: &serde_json::Value, ty: &Type, lenient: bool, at: &str) -> Re
         Type::Map(et) => match j {
             J::Object(m) => Value::Map(
                 m.iter()
-                    .map(|(k, x)| Ok((k.clone(), from_json_at(x, et, lenient, &format!("{at}[{k:?}]"))?)))
+                    .map(|(k, x)| {
+                        Ok((
+                            k.clone(),
+                            from_json_at(x, et, lenient, &format!("{at}[{k:?}]"))?,
+                        ))
+                    })
                     .collect::<Result<BTreeMap<_, _>, String>>()?,
             ),
             _ => return wrong("a map"),
@@ -154,7 +173,10 @@ pub fn decode<M: DeserializeOwned>(v: &Value) -> Result<M, Diagnostics> {
 /// Encodes a model into a value of the resource's object type.
 pub fn encode<M: Serialize>(m: &M, ty: &Type) -> Result<Value, Diagnostics> {
     let j = serde_json::to_value(m).map_err(|e| {
-        Diagnostics::from(Diagnostic::error("Provider could not encode the value", e.to_string()))
+        Diagnostics::from(Diagnostic::error(
+            "Provider could not encode the value",
+            e.to_string(),
+        ))
     })?;
     from_json(&j, ty, false).map_err(|e| {
         Diagnostics::from(Diagnostic::error(
@@ -186,7 +208,11 @@ mod tests {
 
     #[test]
     fn model_round_trips_and_unknown_reads_as_none() {
-        let m = M { id: Some("a".into()), n: 7, tags: BTreeMap::from([("k".into(), "v".into())]) };
+        let m = M {
+            id: Some("a".into()),
+            n: 7,
+            tags: BTreeMap::from([("k".into(), "v".into())]),
+        };
         let v = encode(&m, &ty()).unwrap();
         assert_eq!(decode::<M>(&v).unwrap(), m);
         let mut obj = match v {

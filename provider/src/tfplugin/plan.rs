@@ -58,11 +58,9 @@ pub fn plan(schema: &Schema, prior: &Value, proposed: &Value, config: &Value) ->
     if !creating {
         let changed = schema.block.attributes.iter().any(|a| {
             !a.write_only && planned.get(&a.name).unwrap_or(&Value::Null) != &prior_attr(&a.name)
-        }) || schema
-            .block
-            .blocks
-            .iter()
-            .any(|b| planned.get(&b.type_name).unwrap_or(&Value::Null) != &prior_attr(&b.type_name));
+        }) || schema.block.blocks.iter().any(|b| {
+            planned.get(&b.type_name).unwrap_or(&Value::Null) != &prior_attr(&b.type_name)
+        });
         if changed {
             for a in &schema.block.attributes {
                 if a.is_computed()
@@ -87,7 +85,9 @@ pub fn plan(schema: &Schema, prior: &Value, proposed: &Value, config: &Value) ->
             }
         }
         for b in &schema.block.blocks {
-            if b.requires_replace && planned.get(&b.type_name).unwrap_or(&Value::Null) != &prior_attr(&b.type_name) {
+            if b.requires_replace
+                && planned.get(&b.type_name).unwrap_or(&Value::Null) != &prior_attr(&b.type_name)
+            {
                 requires_replace.push(AttrPath::root(&b.type_name));
             }
         }
@@ -118,7 +118,12 @@ mod tests {
     }
 
     fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>())
+        Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        )
     }
     fn s(x: &str) -> Value {
         Value::String(x.into())
@@ -195,7 +200,12 @@ mod tests {
 
     #[test]
     fn destroy_plans_null() {
-        let p = plan(&schema(), &obj(&[("id", s("1"))]), &Value::Null, &Value::Null);
+        let p = plan(
+            &schema(),
+            &obj(&[("id", s("1"))]),
+            &Value::Null,
+            &Value::Null,
+        );
         assert!(p.planned.is_null());
     }
 }

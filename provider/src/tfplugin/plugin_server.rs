@@ -54,7 +54,8 @@ pub const MAX_MESSAGE_SIZE: usize = 256 << 20;
 pub const HEALTH_SERVICE: &str = "plugin";
 
 /// Printed to stderr when the binary is run by hand.
-pub const NOT_A_PLUGIN_MESSAGE: &str = "This binary is a plugin. These are not meant to be executed directly.\n\
+pub const NOT_A_PLUGIN_MESSAGE: &str =
+    "This binary is a plugin. These are not meant to be executed directly.\n\
 Please execute the program that consumes these plugins, which will\n\
 load any plugins automatically";
 
@@ -90,15 +91,14 @@ pub async fn serve<P: Provider>(provider: P, opts: ServeOpts) -> anyhow::Result<
         eprintln!("{NOT_A_PLUGIN_MESSAGE}");
         bail!("not started by Terraform: {MAGIC_COOKIE_KEY} is missing or wrong");
     }
-    let version = negotiate_protocol_version(
-        std::env::var("PLUGIN_PROTOCOL_VERSIONS").ok().as_deref(),
-    )?;
+    let version =
+        negotiate_protocol_version(std::env::var("PLUGIN_PROTOCOL_VERSIONS").ok().as_deref())?;
     let ports = PortRange::from_env()?;
     let client_cert_pem = std::env::var("PLUGIN_CLIENT_CERT")
         .ok()
         .filter(|s| !s.trim().is_empty());
     if client_cert_pem.is_none() {
-        tracing::warn!("PLUGIN_CLIENT_CERT is not set: serving without TLS");
+        tracing::info!("PLUGIN_CLIENT_CERT is not set: serving without TLS");
     }
 
     let server = PluginServer::bind(ServerConfig {
@@ -355,7 +355,11 @@ impl PluginServer {
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
 
         let (conn_tx, conn_rx) = mpsc::channel::<PluginIo>(16);
-        let acceptor = tokio::spawn(accept_loop(self.listener, self.tls.map(|(a, _)| a), conn_tx));
+        let acceptor = tokio::spawn(accept_loop(
+            self.listener,
+            self.tls.map(|(a, _)| a),
+            conn_tx,
+        ));
         let incoming =
             tokio_stream::wrappers::ReceiverStream::new(conn_rx).map(Ok::<_, std::io::Error>);
 
@@ -432,7 +436,11 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, out: mpsc:
         };
         match &tls {
             None => {
-                if out.send(PluginIo::new(Inner::Plain(tcp), info)).await.is_err() {
+                if out
+                    .send(PluginIo::new(Inner::Plain(tcp), info))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -442,7 +450,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, out: mpsc:
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            let _ = out.send(PluginIo::new(Inner::Tls(Box::new(stream)), info)).await;
+                            let _ = out
+                                .send(PluginIo::new(Inner::Tls(Box::new(stream)), info))
+                                .await;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, error = %e, "plugin TLS handshake failed");
@@ -627,19 +637,32 @@ impl GrpcBroker for Broker {
     ) -> Result<Response<tonic::codegen::BoxStream<ConnInfo>>, Status> {
         let mut inbound = request.into_inner();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let stopped = self.shutdown.wait();
         tokio::spawn(async move {
-            loop {
-                match inbound.message().await {
-                    Ok(Some(info)) => {
-                        tracing::trace!(service_id = info.service_id, "ignoring broker message");
-                    }
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::trace!(%status, "broker stream ended");
-                        break;
+            let drain = async {
+                loop {
+                    match inbound.message().await {
+                        Ok(Some(info)) => {
+                            tracing::trace!(
+                                service_id = info.service_id,
+                                "ignoring broker message"
+                            );
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::trace!(%status, "broker stream ended");
+                            break;
+                        }
                     }
                 }
+            };
+            // At shutdown stop reading too: dropping the request half lets
+            // the HTTP/2 stream close, or graceful shutdown would wait on it.
+            tokio::select! {
+                () = drain => {}
+                () = stopped => {}
             }
+            drop(inbound);
             let _ = done_tx.send(());
         });
         let drained = async move {
@@ -660,8 +683,8 @@ impl GrpcBroker for Broker {
 /// that logs the panic message (no backtrace). Safe to call twice.
 pub fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::Layer as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
 
     let level = log_level_from_env(
         std::env::var("TF_LOG_PROVIDER").ok().as_deref(),
@@ -672,8 +695,17 @@ pub fn init_logging() {
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(level)
         .with_targets(
-            ["h2", "hyper", "hyper_util", "tower", "tonic", "rustls", "tokio_rustls", "mio"]
-                .map(|t| (t, deps)),
+            [
+                "h2",
+                "hyper",
+                "hyper_util",
+                "tower",
+                "tonic",
+                "rustls",
+                "tokio_rustls",
+                "mio",
+            ]
+            .map(|t| (t, deps)),
         );
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -739,7 +771,10 @@ fn hclog_line(
     obj.insert("@level".into(), level.into());
     obj.insert("@message".into(), message.into());
     obj.insert("@module".into(), module.into());
-    obj.insert("@timestamp".into(), hclog_timestamp(time::OffsetDateTime::now_utc()).into());
+    obj.insert(
+        "@timestamp".into(),
+        hclog_timestamp(time::OffsetDateTime::now_utc()).into(),
+    );
     for (k, v) in fields {
         if !obj.contains_key(&k) {
             obj.insert(k, v);
@@ -858,5 +893,663 @@ impl tracing::field::Visit for JsonFields {
         value: &(dyn std::error::Error + 'static),
     ) {
         self.put(field, value.to_string().into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use base64::Engine as _;
+    use fleetform_proto::plugin::grpc_broker_client::GrpcBrokerClient;
+    use fleetform_proto::plugin::grpc_controller_client::GrpcControllerClient;
+    use fleetform_proto::plugin::grpc_stdio_client::GrpcStdioClient;
+    use hyper_util::rt::TokioIo;
+    use rustls::client::ResolvesClientCert;
+    use rustls::pki_types::ServerName;
+    use rustls::sign::CertifiedKey;
+    use tokio::task::JoinHandle;
+    use tonic::codegen::http::Uri;
+    use tonic::transport::{Channel, Endpoint};
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    use super::*;
+    use crate::tfplugin::plugin_tls::test_support::{self, PinnedServerVerifier};
+
+    /// A provider that implements nothing (every RPC answers Unimplemented).
+    struct EmptyProvider;
+    impl Provider for EmptyProvider {}
+
+    fn pem_of(der: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(chunk).unwrap());
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        pem
+    }
+
+    struct Running {
+        line: String,
+        addr: SocketAddr,
+        task: JoinHandle<anyhow::Result<()>>,
+    }
+
+    async fn start(client_cert_pem: Option<String>) -> Running {
+        let server = PluginServer::bind(ServerConfig {
+            client_cert_pem,
+            ports: PortRange::EPHEMERAL,
+        })
+        .await
+        .unwrap();
+        let line = server.handshake_line(PROTOCOL_VERSION);
+        let addr = server.local_addr();
+        let task = tokio::spawn(server.run(EmptyProvider, std::future::pending()));
+        Running { line, addr, task }
+    }
+
+    /// The server certificate as a go-plugin client recovers it.
+    fn cert_from_line(line: &str) -> CertificateDer<'static> {
+        let field = line.split('|').nth(5).unwrap();
+        CertificateDer::from(
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(field)
+                .unwrap(),
+        )
+    }
+
+    /// Always offers one certificate; records the CA hints it was given.
+    #[derive(Debug)]
+    struct FixedClientCert {
+        key: Arc<CertifiedKey>,
+        hints: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl ResolvesClientCert for FixedClientCert {
+        fn resolve(
+            &self,
+            root_hint_subjects: &[&[u8]],
+            _sigschemes: &[rustls::SignatureScheme],
+        ) -> Option<Arc<CertifiedKey>> {
+            *self.hints.lock().unwrap() = root_hint_subjects.iter().map(|h| h.to_vec()).collect();
+            Some(self.key.clone())
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    #[derive(Clone)]
+    struct TlsConnector {
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    }
+
+    impl tonic::codegen::Service<Uri> for TlsConnector {
+        type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+        type Error = std::io::Error;
+        type Future =
+            Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _uri: Uri) -> Self::Future {
+            let this = self.clone();
+            Box::pin(async move {
+                let tcp = TcpStream::connect(this.addr).await?;
+                let name = ServerName::try_from("localhost").unwrap();
+                let tls = tokio_rustls::TlsConnector::from(this.config)
+                    .connect(name, tcp)
+                    .await?;
+                assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+                Ok(TokioIo::new(tls))
+            })
+        }
+    }
+
+    fn client_config(
+        server_cert: CertificateDer<'static>,
+        client: Option<Arc<FixedClientCert>>,
+        tls12_only: bool,
+    ) -> Arc<rustls::ClientConfig> {
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(plugin_tls::ring_provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedServerVerifier {
+                expected: server_cert,
+            }));
+        let mut config = match client {
+            Some(resolver) => builder.with_client_cert_resolver(resolver),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
+    }
+
+    async fn tls_channel(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Channel, String> {
+        Endpoint::from_static("http://localhost")
+            .connect_timeout(Duration::from_secs(5))
+            .connect_with_connector(TlsConnector { addr, config })
+            .await
+            .map_err(|e| format!("connect: {e:?}"))
+    }
+
+    async fn health(channel: Channel) -> Result<ServingStatus, String> {
+        let resp = tokio::time::timeout(
+            Duration::from_secs(5),
+            HealthClient::new(channel).check(HealthCheckRequest {
+                service: HEALTH_SERVICE.to_string(),
+            }),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|s| format!("rpc: {s}"))?;
+        Ok(resp.into_inner().status())
+    }
+
+    async fn tls_health(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<ServingStatus, String> {
+        health(tls_channel(addr, config).await?).await
+    }
+
+    fn resolver(key: Arc<CertifiedKey>) -> Arc<FixedClientCert> {
+        Arc::new(FixedClientCert {
+            key,
+            hints: Mutex::new(Vec::new()),
+        })
+    }
+
+    #[tokio::test]
+    async fn mtls_with_terraform_like_p521_client_cert() {
+        let (client_der, client_key) = test_support::p521_client();
+        let srv = start(Some(pem_of(&client_der))).await;
+        let server_cert = cert_from_line(&srv.line);
+
+        // (a) the right certificate and key: SERVING, over TLS 1.3 and 1.2.
+        let res = resolver(client_key.clone());
+        let status = tls_health(
+            srv.addr,
+            client_config(server_cert.clone(), Some(res.clone()), false),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, ServingStatus::Serving);
+        // The CA hint is the client cert's issuer, so Go offers its cert.
+        let (_, parsed) = x509_parser::parse_x509_certificate(&client_der).unwrap();
+        assert_eq!(
+            *res.hints.lock().unwrap(),
+            vec![parsed.issuer().as_raw().to_vec()]
+        );
+
+        let status = tls_health(
+            srv.addr,
+            client_config(
+                server_cert.clone(),
+                Some(resolver(client_key.clone())),
+                true,
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, ServingStatus::Serving);
+
+        // (b) no client certificate: refused.
+        let err = tls_health(srv.addr, client_config(server_cert.clone(), None, false)).await;
+        assert!(err.is_err(), "no client cert must fail: {err:?}");
+        eprintln!("no client cert: {err:?}");
+
+        // (c) a different self-signed certificate: refused.
+        let (_, other_key) = test_support::p256_client();
+        let err = tls_health(
+            srv.addr,
+            client_config(server_cert.clone(), Some(resolver(other_key)), false),
+        )
+        .await;
+        assert!(err.is_err(), "foreign cert must fail: {err:?}");
+        eprintln!("foreign cert: {err:?}");
+        // ... also when it can sign with the one scheme we offer (P-521), so
+        // the DER comparison itself is what refuses it.
+        let (other_der, _) = test_support::p256_client();
+        let foreign = Arc::new(CertifiedKey::new(
+            vec![other_der],
+            test_support::random_p521_signing_key(),
+        ));
+        let err = tls_health(
+            srv.addr,
+            client_config(server_cert.clone(), Some(resolver(foreign)), false),
+        )
+        .await;
+        assert!(err.is_err(), "foreign cert must fail: {err:?}");
+        eprintln!("foreign cert, P-521 signature: {err:?}");
+
+        // (d) the right certificate but another key: the CertificateVerify
+        // signature check refuses it.
+        let (_, p521_key) = test_support::p521_client();
+        let impostor = Arc::new(CertifiedKey::new(
+            vec![client_der.clone()],
+            test_support::random_p521_signing_key(),
+        ));
+        drop(p521_key);
+        let err = tls_health(
+            srv.addr,
+            client_config(server_cert.clone(), Some(resolver(impostor)), false),
+        )
+        .await;
+        assert!(
+            err.is_err(),
+            "stolen cert without its key must fail: {err:?}"
+        );
+        eprintln!("right cert, wrong key: {err:?}");
+
+        // A client expecting some other server certificate refuses ours.
+        let wrong = plugin_tls::ServerIdentity::generate().unwrap().cert_der;
+        let err = tls_health(
+            srv.addr,
+            client_config(wrong, Some(resolver(client_key.clone())), false),
+        )
+        .await;
+        assert!(err.is_err());
+
+        // The server is still healthy after all those failures.
+        let status = tls_health(
+            srv.addr,
+            client_config(server_cert, Some(resolver(client_key)), false),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, ServingStatus::Serving);
+        srv.task.abort();
+    }
+
+    #[tokio::test]
+    async fn mtls_with_p256_client_cert_and_wrong_key() {
+        let (client_der, client_key) = test_support::p256_client();
+        let srv = start(Some(pem_of(&client_der))).await;
+        let server_cert = cert_from_line(&srv.line);
+        for tls12 in [false, true] {
+            let status = tls_health(
+                srv.addr,
+                client_config(
+                    server_cert.clone(),
+                    Some(resolver(client_key.clone())),
+                    tls12,
+                ),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, ServingStatus::Serving);
+        }
+        let (_, other_key) = test_support::p256_client();
+        let err = tls_health(
+            srv.addr,
+            client_config(
+                server_cert.clone(),
+                Some(resolver(other_key.clone())),
+                false,
+            ),
+        )
+        .await;
+        assert!(err.is_err(), "foreign cert must fail: {err:?}");
+        eprintln!("p256 foreign cert: {err:?}");
+        let impostor = Arc::new(CertifiedKey::new(vec![client_der], other_key.key.clone()));
+        let err = tls_health(
+            srv.addr,
+            client_config(server_cert, Some(resolver(impostor)), false),
+        )
+        .await;
+        assert!(err.is_err(), "right cert, wrong key must fail: {err:?}");
+        eprintln!("p256 right cert, wrong key: {err:?}");
+        srv.task.abort();
+    }
+
+    #[tokio::test]
+    async fn stalled_handshake_does_not_block_others() {
+        let (client_der, client_key) = test_support::p521_client();
+        let srv = start(Some(pem_of(&client_der))).await;
+        let server_cert = cert_from_line(&srv.line);
+        // Two connections that never speak TLS.
+        let _idle1 = TcpStream::connect(srv.addr).await.unwrap();
+        let mut junk = TcpStream::connect(srv.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut junk, b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let status = tls_health(
+            srv.addr,
+            client_config(server_cert, Some(resolver(client_key)), false),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, ServingStatus::Serving);
+        srv.task.abort();
+    }
+
+    #[tokio::test]
+    async fn handshake_line_format() {
+        let (client_der, _) = test_support::p521_client();
+        let server = PluginServer::bind(ServerConfig {
+            client_cert_pem: Some(pem_of(&client_der)),
+            ports: PortRange::EPHEMERAL,
+        })
+        .await
+        .unwrap();
+        let line = server.handshake_line(6);
+        assert!(!line.contains('\n'));
+        let fields: Vec<&str> = line.split('|').collect();
+        assert_eq!(fields.len(), 6, "{line}");
+        assert_eq!(fields[0], "1");
+        assert_eq!(fields[1], "6");
+        assert_eq!(fields[2], "tcp");
+        assert_eq!(
+            fields[3],
+            format!("127.0.0.1:{}", server.local_addr().port())
+        );
+        assert_ne!(server.local_addr().port(), 0);
+        assert_eq!(fields[4], "grpc");
+        let cert = fields[5];
+        assert!(!cert.contains('='), "must be unpadded");
+        assert!(cert
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'));
+        let der = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(cert)
+            .unwrap();
+        assert_eq!(der, server.server_cert_der().unwrap().as_ref());
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(
+            parsed
+                .subject()
+                .iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
+            "localhost"
+        );
+
+        // Without TLS the certificate field is present but empty.
+        let plain = PluginServer::bind(ServerConfig {
+            client_cert_pem: None,
+            ports: PortRange::EPHEMERAL,
+        })
+        .await
+        .unwrap();
+        let line = plain.handshake_line(6);
+        assert_eq!(
+            line,
+            format!("1|6|tcp|127.0.0.1:{}|grpc|", plain.local_addr().port())
+        );
+        assert!(plain.server_cert_der().is_none());
+    }
+
+    #[test]
+    fn protocol_version_negotiation() {
+        assert!(negotiate_protocol_version(Some("5")).is_err());
+        assert!(negotiate_protocol_version(Some("7")).is_err());
+        assert!(negotiate_protocol_version(Some("4,5")).is_err());
+        assert!(negotiate_protocol_version(Some("junk")).is_err());
+        for ok in ["6", "5,6", "6,5", " 5 , 6 ", "x,6", "6,7"] {
+            assert_eq!(negotiate_protocol_version(Some(ok)).unwrap(), 6, "{ok}");
+        }
+        // Not negotiated at all: our own version.
+        assert_eq!(negotiate_protocol_version(None).unwrap(), 6);
+        assert_eq!(negotiate_protocol_version(Some("")).unwrap(), 6);
+    }
+
+    #[test]
+    fn port_range_parsing() {
+        assert_eq!(PortRange::parse(None, None).unwrap(), PortRange::EPHEMERAL);
+        assert_eq!(
+            PortRange::parse(Some("10000"), Some("10010")).unwrap(),
+            PortRange {
+                min: 10000,
+                max: 10010
+            }
+        );
+        assert_eq!(
+            PortRange::parse(Some("10000"), None).unwrap(),
+            PortRange {
+                min: 10000,
+                max: 65535
+            }
+        );
+        assert_eq!(
+            PortRange::parse(None, Some("10010")).unwrap(),
+            PortRange { min: 0, max: 10010 }
+        );
+        assert!(PortRange::parse(Some("10"), Some("9")).is_err());
+        assert!(PortRange::parse(Some("port"), None).is_err());
+        assert!(PortRange::parse(None, Some("70000")).is_err());
+    }
+
+    #[tokio::test]
+    async fn binds_within_port_range() {
+        // Find a free port, then ask for exactly it.
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = probe.local_addr().unwrap().port();
+        let range = PortRange {
+            min: port,
+            max: port,
+        };
+        // Taken: binding fails rather than wandering off.
+        assert!(bind_listener(range).await.is_err());
+        drop(probe);
+        let l = bind_listener(range).await.unwrap();
+        assert_eq!(l.local_addr().unwrap().port(), port);
+        assert!(l.local_addr().unwrap().ip().is_loopback());
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let task = tokio::spawn(accept_loop(listener, None, tx));
+        let client = TcpStream::connect(addr).await.unwrap();
+        let io = rx.recv().await.unwrap();
+        match &io.inner {
+            Inner::Plain(s) => assert!(s.nodelay().unwrap()),
+            Inner::Tls(_) => panic!("expected plaintext"),
+        }
+        assert_eq!(
+            io.connect_info().remote_addr,
+            Some(client.local_addr().unwrap())
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn shutdown_rpc_stops_the_server() {
+        let (client_der, client_key) = test_support::p521_client();
+        let srv = start(Some(pem_of(&client_der))).await;
+        let config = client_config(cert_from_line(&srv.line), Some(resolver(client_key)), false);
+        let channel = tls_channel(srv.addr, config).await.unwrap();
+
+        // Hold open what Terraform holds open: the stdio and broker streams.
+        let mut stdio = GrpcStdioClient::new(channel.clone())
+            .stream_stdio(())
+            .await
+            .unwrap()
+            .into_inner();
+        let (_broker_tx, broker_rx) = mpsc::channel::<ConnInfo>(1);
+        let mut broker = GrpcBrokerClient::new(channel.clone())
+            .start_stream(tokio_stream::wrappers::ReceiverStream::new(broker_rx))
+            .await
+            .unwrap()
+            .into_inner();
+        // Both stay open and silent while the server runs.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), stdio.message())
+                .await
+                .is_err()
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), broker.message())
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            health(channel.clone()).await.unwrap(),
+            ServingStatus::Serving
+        );
+
+        let started = std::time::Instant::now();
+        GrpcControllerClient::new(channel.clone())
+            .shutdown(Empty {})
+            .await
+            .expect("Shutdown answers before the server stops");
+        let result = tokio::time::timeout(Duration::from_secs(5), srv.task)
+            .await
+            .expect("serve returns after Shutdown")
+            .unwrap();
+        result.unwrap();
+        // Open streams were ended, not waited out.
+        assert!(
+            started.elapsed() < SHUTDOWN_GRACE,
+            "took {:?}",
+            started.elapsed()
+        );
+        // The streams ended (cleanly or by the connection closing).
+        let end = tokio::time::timeout(Duration::from_secs(2), stdio.message()).await;
+        assert!(matches!(end, Ok(Ok(None)) | Ok(Err(_))), "{end:?}");
+        // Nothing listens any more.
+        assert!(TcpStream::connect(srv.addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn external_stop_and_plaintext() {
+        let server = PluginServer::bind(ServerConfig {
+            client_cert_pem: None,
+            ports: PortRange::EPHEMERAL,
+        })
+        .await
+        .unwrap();
+        let addr = server.local_addr();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(EmptyProvider, async move {
+            let _ = stop_rx.await;
+        }));
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(
+            health(channel.clone()).await.unwrap(),
+            ServingStatus::Serving
+        );
+        // The Provider service is mounted (and unimplemented here).
+        let err = fleetform_proto::tfplugin6::provider_client::ProviderClient::new(channel)
+            .get_provider_schema(
+                fleetform_proto::tfplugin6::get_provider_schema::Request::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented);
+        stop_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn reattach_json_shape() {
+        let addr: SocketAddr = "127.0.0.1:43210".parse().unwrap();
+        assert_eq!(
+            reattach_providers_json("registry.terraform.io/fleetform/fleet", 4242, addr),
+            r#"{"registry.terraform.io/fleetform/fleet":{"Protocol":"grpc","ProtocolVersion":6,"Pid":4242,"Test":true,"Addr":{"Network":"tcp","String":"127.0.0.1:43210"}}}"#
+        );
+    }
+
+    #[test]
+    fn log_levels() {
+        use tracing_subscriber::filter::LevelFilter as L;
+        assert_eq!(log_level_from_env(None, None), L::WARN);
+        assert_eq!(log_level_from_env(None, Some("debug")), L::DEBUG);
+        assert_eq!(log_level_from_env(Some("Info"), Some("TRACE")), L::INFO);
+        assert_eq!(log_level_from_env(Some(""), Some("error")), L::ERROR);
+        assert_eq!(log_level_from_env(None, Some("OFF")), L::OFF);
+        assert_eq!(log_level_from_env(None, Some("json")), L::TRACE);
+        assert_eq!(log_level_from_env(None, Some("1")), L::TRACE);
+        assert_eq!(log_level_from_env(Some("warn"), None), L::WARN);
+    }
+
+    #[test]
+    fn hclog_timestamp_matches_go_layout() {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+        assert_eq!(hclog_timestamp(t), "2023-11-14T22:13:20.123456Z");
+        let t = time::OffsetDateTime::from_unix_timestamp(0).unwrap();
+        assert_eq!(hclog_timestamp(t), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn log_lines_are_hclog_json() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let cap = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(cap.clone())
+                .with_ansi(false)
+                .event_format(HclogJson),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(answer = 42, name = "x", ok = true, "hello {}", "world");
+            tracing::warn!(target: "h2::proto", "from a dependency");
+        });
+        let out = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first["@level"], "info");
+        assert_eq!(first["@message"], "hello world");
+        assert_eq!(first["@module"], "provider");
+        assert_eq!(first["answer"], 42);
+        assert_eq!(first["name"], "x");
+        assert_eq!(first["ok"], true);
+        let ts = first["@timestamp"].as_str().unwrap();
+        assert_eq!(ts.len(), "2006-01-02T15:04:05.000000Z".len(), "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.');
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(second["@level"], "warn");
+        assert_eq!(second["@module"], "provider.h2");
     }
 }

@@ -248,9 +248,7 @@ impl PinnedClientCertVerifier {
     }
 
     fn find(&self, cert: &CertificateDer<'_>) -> Option<&Pinned> {
-        self.pinned
-            .iter()
-            .find(|p| p.der.as_ref() == cert.as_ref())
+        self.pinned.iter().find(|p| p.der.as_ref() == cert.as_ref())
     }
 
     fn verify_signature(
@@ -260,18 +258,20 @@ impl PinnedClientCertVerifier {
         dss: &DigitallySignedStruct,
         tls13: bool,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let pinned = self
-            .find(cert)
-            .ok_or(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
+        let pinned = self.find(cert).ok_or(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ))?;
         match &pinned.key {
             PinnedKey::P521(vk) => {
                 if dss.scheme != SignatureScheme::ECDSA_NISTP521_SHA512 {
                     return Err(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme.into());
                 }
-                let sig = p521::ecdsa::Signature::from_der(dss.signature())
-                    .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadSignature))?;
-                vk.verify(message, &sig)
-                    .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadSignature))?;
+                let sig = p521::ecdsa::Signature::from_der(dss.signature()).map_err(|_| {
+                    rustls::Error::InvalidCertificate(CertificateError::BadSignature)
+                })?;
+                vk.verify(message, &sig).map_err(|_| {
+                    rustls::Error::InvalidCertificate(CertificateError::BadSignature)
+                })?;
                 Ok(HandshakeSignatureValid::assertion())
             }
             PinnedKey::Ring if tls13 => {
@@ -410,13 +410,9 @@ mod tests {
         // The hint must be the raw issuer Name, as Go compares RawIssuer.
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
         assert_eq!(v.root_hint_subjects()[0].as_ref(), cert.issuer().as_raw());
-        assert!(v
-            .verify_client_cert(&der, &[], UnixTime::now())
-            .is_ok());
+        assert!(v.verify_client_cert(&der, &[], UnixTime::now()).is_ok());
         let other = ServerIdentity::generate().unwrap().cert_der;
-        assert!(v
-            .verify_client_cert(&other, &[], UnixTime::now())
-            .is_err());
+        assert!(v.verify_client_cert(&other, &[], UnixTime::now()).is_err());
     }
 }
 
@@ -465,8 +461,13 @@ ep+N1euLr9Aq
 
     /// A rustls signing key for P-521, which *ring* cannot do: plays the
     /// part of Terraform's Go TLS stack in tests.
-    #[derive(Debug)]
     struct P521SigningKey(Arc<p521::ecdsa::SigningKey>);
+
+    impl std::fmt::Debug for P521SigningKey {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("P521SigningKey")
+        }
+    }
 
     impl SigningKey for P521SigningKey {
         fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
@@ -480,8 +481,13 @@ ep+N1euLr9Aq
         }
     }
 
-    #[derive(Debug)]
     struct P521Signer(Arc<p521::ecdsa::SigningKey>);
+
+    impl std::fmt::Debug for P521Signer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("P521Signer")
+        }
+    }
 
     impl Signer for P521Signer {
         fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
@@ -506,6 +512,12 @@ ep+N1euLr9Aq
         let sk = p521::ecdsa::SigningKey::from_slice(&hex(P521_CLIENT_KEY_HEX)).unwrap();
         let ck = CertifiedKey::new(vec![der.clone()], Arc::new(P521SigningKey(Arc::new(sk))));
         (der, Arc::new(ck))
+    }
+
+    /// A fresh random P-521 key (matching no certificate).
+    pub fn random_p521_signing_key() -> Arc<dyn SigningKey> {
+        let sk = p521::ecdsa::SigningKey::random(&mut p521::elliptic_curve::rand_core::OsRng);
+        Arc::new(P521SigningKey(Arc::new(sk)))
     }
 
     /// A fresh self-signed P-256 certificate and key made with rcgen.

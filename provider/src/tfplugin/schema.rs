@@ -146,7 +146,10 @@ impl Attribute {
         self
     }
     pub fn is_computed(&self) -> bool {
-        matches!(self.presence, Presence::Computed | Presence::OptionalComputed)
+        matches!(
+            self.presence,
+            Presence::Computed | Presence::OptionalComputed
+        )
     }
     pub fn has(&self, m: PlanModifier) -> bool {
         self.modifiers.contains(&m)

@@ -120,7 +120,11 @@ pub fn validate_block(block: &Block, v: &Value, path: &AttrPath, diags: &mut Dia
     let Value::Object(obj) = v else { return };
     for a in &block.attributes {
         let av = obj.get(&a.name).unwrap_or(&Value::Null);
-        let p = if path.0.is_empty() { AttrPath::root(&a.name) } else { path.clone().attr(&a.name) };
+        let p = if path.0.is_empty() {
+            AttrPath::root(&a.name)
+        } else {
+            path.clone().attr(&a.name)
+        };
         if a.presence == Presence::Required && av.is_null() {
             // Terraform core reports missing required attributes itself.
             continue;
@@ -134,7 +138,11 @@ pub fn validate_block(block: &Block, v: &Value, path: &AttrPath, diags: &mut Dia
     }
     for b in &block.blocks {
         let bv = obj.get(&b.type_name).unwrap_or(&Value::Null);
-        let p = if path.0.is_empty() { AttrPath::root(&b.type_name) } else { path.clone().attr(&b.type_name) };
+        let p = if path.0.is_empty() {
+            AttrPath::root(&b.type_name)
+        } else {
+            path.clone().attr(&b.type_name)
+        };
         match (b.nesting, bv) {
             (Nesting::Single, v) => validate_block(&b.block, v, &p, diags),
             (_, Value::List(items)) | (_, Value::Set(items)) => {
@@ -150,7 +158,9 @@ pub fn validate_block(block: &Block, v: &Value, path: &AttrPath, diags: &mut Dia
 /// Reshapes a state value into configuration: computed-only and write-only
 /// attributes are dropped (used for `-generate-config-out`).
 fn config_from_state(schema: &Schema, state: &Value) -> Value {
-    let Value::Object(obj) = state else { return state.clone() };
+    let Value::Object(obj) = state else {
+        return state.clone();
+    };
     let mut out = obj.clone();
     for a in &schema.block.attributes {
         let drop = a.presence == Presence::Computed
@@ -171,18 +181,25 @@ fn fail<T: Default>(d: Diagnostics, set: impl FnOnce(&mut T, Vec<pb::Diagnostic>
 
 #[tonic::async_trait]
 impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
-    async fn get_metadata(&self, _: Request<pb::get_metadata::Request>) -> Rpc<pb::get_metadata::Response> {
+    async fn get_metadata(
+        &self,
+        _: Request<pb::get_metadata::Request>,
+    ) -> Rpc<pb::get_metadata::Response> {
         Ok(Response::new(pb::get_metadata::Response {
             server_capabilities: Some(Self::capabilities()),
             resources: self
                 .resources
                 .keys()
-                .map(|k| pb::get_metadata::ResourceMetadata { type_name: k.clone() })
+                .map(|k| pb::get_metadata::ResourceMetadata {
+                    type_name: k.clone(),
+                })
                 .collect(),
             data_sources: self
                 .data_sources
                 .keys()
-                .map(|k| pb::get_metadata::DataSourceMetadata { type_name: k.clone() })
+                .map(|k| pb::get_metadata::DataSourceMetadata {
+                    type_name: k.clone(),
+                })
                 .collect(),
             ..Default::default()
         }))
@@ -222,8 +239,17 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     ) -> Rpc<pb::validate_provider_config::Response> {
         let req = req.into_inner();
         let mut diags = Diagnostics::new();
-        match decode(req.config.as_ref(), &self.provider_ty, "provider configuration") {
-            Ok(cfg) => validate_block(&self.provider_schema.block, &cfg, &AttrPath::default(), &mut diags),
+        match decode(
+            req.config.as_ref(),
+            &self.provider_ty,
+            "provider configuration",
+        ) {
+            Ok(cfg) => validate_block(
+                &self.provider_schema.block,
+                &cfg,
+                &AttrPath::default(),
+                &mut diags,
+            ),
             Err(d) => diags.extend(d),
         }
         Ok(Response::new(pb::validate_provider_config::Response {
@@ -266,9 +292,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     ) -> Rpc<pb::validate_resource_config::Response> {
         let req = req.into_inner();
         let mut diags = Diagnostics::new();
-        match self.resource(&req.type_name).and_then(|e| {
-            decode(req.config.as_ref(), &e.ty, "configuration").map(|c| (e, c))
-        }) {
+        match self
+            .resource(&req.type_name)
+            .and_then(|e| decode(req.config.as_ref(), &e.ty, "configuration").map(|c| (e, c)))
+        {
             Ok((e, cfg)) => {
                 validate_block(&e.schema.block, &cfg, &AttrPath::default(), &mut diags);
                 e.imp.validate(&cfg, &mut diags);
@@ -286,9 +313,10 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
     ) -> Rpc<pb::validate_data_resource_config::Response> {
         let req = req.into_inner();
         let mut diags = Diagnostics::new();
-        match self.data_source(&req.type_name).and_then(|e| {
-            decode(req.config.as_ref(), &e.ty, "configuration").map(|c| (e, c))
-        }) {
+        match self
+            .data_source(&req.type_name)
+            .and_then(|e| decode(req.config.as_ref(), &e.ty, "configuration").map(|c| (e, c)))
+        {
             Ok((e, cfg)) => {
                 validate_block(&e.schema.block, &cfg, &AttrPath::default(), &mut diags);
                 e.imp.validate(&cfg, &mut diags);
@@ -343,11 +371,16 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 upgraded_state: Some(state),
                 diagnostics: vec![],
             })),
-            Err(d) => fail(d, |r: &mut pb::upgrade_resource_state::Response, d| r.diagnostics = d),
+            Err(d) => fail(d, |r: &mut pb::upgrade_resource_state::Response, d| {
+                r.diagnostics = d
+            }),
         }
     }
 
-    async fn read_resource(&self, req: Request<pb::read_resource::Request>) -> Rpc<pb::read_resource::Response> {
+    async fn read_resource(
+        &self,
+        req: Request<pb::read_resource::Request>,
+    ) -> Rpc<pb::read_resource::Response> {
         let req = req.into_inner();
         let result = async {
             let e = self.resource(&req.type_name)?;
@@ -365,7 +398,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 private: req.private,
                 ..Default::default()
             })),
-            Err(d) => fail(d, |r: &mut pb::read_resource::Response, d| r.diagnostics = d),
+            Err(d) => fail(d, |r: &mut pb::read_resource::Response, d| {
+                r.diagnostics = d
+            }),
         }
     }
 
@@ -389,12 +424,18 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             };
             if !change.planned.is_null() {
                 let client = self.client().ok();
-                e.imp.modify_plan(client.as_deref(), &mut change, &mut diags).await;
+                e.imp
+                    .modify_plan(client.as_deref(), &mut change, &mut diags)
+                    .await;
             }
             if diags.has_errors() {
                 return Err(diags);
             }
-            Ok((encode(&change.planned, &e.ty)?, change.requires_replace, diags))
+            Ok((
+                encode(&change.planned, &e.ty)?,
+                change.requires_replace,
+                diags,
+            ))
         }
         .await;
         match result {
@@ -405,7 +446,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 diagnostics: convert::diagnostics(&diags),
                 ..Default::default()
             })),
-            Err(d) => fail(d, |r: &mut pb::plan_resource_change::Response, d| r.diagnostics = d),
+            Err(d) => fail(d, |r: &mut pb::plan_resource_change::Response, d| {
+                r.diagnostics = d
+            }),
         }
     }
 
@@ -416,7 +459,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         let req = req.into_inner();
         let e = match self.resource(&req.type_name) {
             Ok(e) => e,
-            Err(d) => return fail(d, |r: &mut pb::apply_resource_change::Response, d| r.diagnostics = d),
+            Err(d) => {
+                return fail(d, |r: &mut pb::apply_resource_change::Response, d| {
+                    r.diagnostics = d
+                })
+            }
         };
         let decoded = (|| {
             Ok::<_, Diagnostics>((
@@ -427,11 +474,19 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         })();
         let (prior, planned, config) = match decoded {
             Ok(x) => x,
-            Err(d) => return fail(d, |r: &mut pb::apply_resource_change::Response, d| r.diagnostics = d),
+            Err(d) => {
+                return fail(d, |r: &mut pb::apply_resource_change::Response, d| {
+                    r.diagnostics = d
+                })
+            }
         };
         let client = match self.client() {
             Ok(c) => c,
-            Err(d) => return fail(d, |r: &mut pb::apply_resource_change::Response, d| r.diagnostics = d),
+            Err(d) => {
+                return fail(d, |r: &mut pb::apply_resource_change::Response, d| {
+                    r.diagnostics = d
+                })
+            }
         };
         let (new_state, diags) = if planned.is_null() {
             match e.imp.delete(&client, &prior).await {
@@ -444,7 +499,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 Err(d) => (Value::Null, d),
             }
         } else {
-            match e.imp.update(&client, &prior, &planned, &config, &e.ty).await {
+            match e
+                .imp
+                .update(&client, &prior, &planned, &config, &e.ty)
+                .await
+            {
                 Ok(v) => (v, Diagnostics::new()),
                 Err(d) => (prior.clone(), d),
             }
@@ -459,7 +518,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             })),
             Err(mut d) => {
                 d.extend(diags);
-                fail(d, |r: &mut pb::apply_resource_change::Response, d| r.diagnostics = d)
+                fail(d, |r: &mut pb::apply_resource_change::Response, d| {
+                    r.diagnostics = d
+                })
             }
         }
     }
@@ -493,7 +554,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 imported_resources: vec![r],
                 ..Default::default()
             })),
-            Err(d) => fail(d, |r: &mut pb::import_resource_state::Response, d| r.diagnostics = d),
+            Err(d) => fail(d, |r: &mut pb::import_resource_state::Response, d| {
+                r.diagnostics = d
+            }),
         }
     }
 
@@ -511,7 +574,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 config: Some(cfg),
                 diagnostics: vec![],
             })),
-            Err(d) => fail(d, |r: &mut pb::generate_resource_config::Response, d| r.diagnostics = d),
+            Err(d) => fail(d, |r: &mut pb::generate_resource_config::Response, d| {
+                r.diagnostics = d
+            }),
         }
     }
 
@@ -533,11 +598,16 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 state: Some(state),
                 ..Default::default()
             })),
-            Err(d) => fail(d, |r: &mut pb::read_data_source::Response, d| r.diagnostics = d),
+            Err(d) => fail(d, |r: &mut pb::read_data_source::Response, d| {
+                r.diagnostics = d
+            }),
         }
     }
 
-    async fn stop_provider(&self, _: Request<pb::stop_provider::Request>) -> Rpc<pb::stop_provider::Response> {
+    async fn stop_provider(
+        &self,
+        _: Request<pb::stop_provider::Request>,
+    ) -> Rpc<pb::stop_provider::Response> {
         Ok(Response::new(pb::stop_provider::Response::default()))
     }
 }

@@ -12,7 +12,9 @@ pub fn string(check: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static
     Arc::new(move |v: &Value, path: &AttrPath, diags: &mut Diagnostics| {
         if let Some(s) = v.as_str() {
             if let Err(msg) = check(s) {
-                diags.push(Diagnostic::error(format!("Invalid value for {path}"), msg).at(path.clone()));
+                diags.push(
+                    Diagnostic::error(format!("Invalid value for {path}"), msg).at(path.clone()),
+                );
             }
         }
     })
@@ -22,7 +24,9 @@ pub fn length_between(min: usize, max: usize) -> Validator {
     string(move |s| {
         let n = s.chars().count();
         if n < min || n > max {
-            Err(format!("must be between {min} and {max} characters long, got {n}"))
+            Err(format!(
+                "must be between {min} and {max} characters long, got {n}"
+            ))
         } else {
             Ok(())
         }
@@ -35,7 +39,10 @@ pub fn identifier(max: usize) -> Validator {
         if s.is_empty() || s.chars().count() > max {
             return Err(format!("must be 1 to {max} characters long"));
         }
-        match s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        match s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
             Some(c) => Err(format!(
                 "{c:?} is not allowed: use letters, digits, '.', '_' and '-'"
             )),
@@ -63,7 +70,10 @@ pub fn int_between(min: i64, max: i64) -> Validator {
                 _ => diags.push(
                     Diagnostic::error(
                         format!("Invalid value for {path}"),
-                        format!("must be a whole number between {min} and {max}, got {}", n.0),
+                        format!(
+                            "must be a whole number between {min} and {max}, got {}",
+                            n.0
+                        ),
                     )
                     .at(path.clone()),
                 ),

@@ -1,6 +1,7 @@
 //! Device group queries. Every function takes the connection (or the open
 //! write transaction) it runs on; [`super::SqliteStore`] supplies it.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -8,11 +9,14 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use super::audit::{self, Change};
 use super::time;
+use crate::domain::group::{self, ParentLookup};
+use crate::domain::FieldError;
 use crate::store::{Actor, AuditAction, DeviceGroup, DeviceGroupSpec, ObjectKind, StoreError};
 
 const KIND: ObjectKind = ObjectKind::DeviceGroup;
 
-const SELECT: &str = "SELECT id, name, description, parent_id, tags, created_at, updated_at, version
+const SELECT: &str =
+    "SELECT id, name, description, parent_id, tags, created_at, updated_at, version
                         FROM device_groups";
 
 /// Guard against walking forever should the table ever contain a cycle
@@ -55,7 +59,14 @@ pub(super) fn create(
              (id, name, description, parent_id, tags, created_at, updated_at, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
     )?
-    .execute(params![id, spec.name, spec.description, spec.parent_id, tags_json(&spec.tags)?, now])
+    .execute(params![
+        id,
+        spec.name,
+        spec.description,
+        spec.parent_id,
+        tags_json(&spec.tags)?,
+        now
+    ])
     .map_err(|e| name_conflict_or(e, conn, spec))?;
     audit::record(
         conn,
@@ -136,7 +147,11 @@ pub(super) fn delete(
         .prepare_cached("SELECT COUNT(*) FROM device_groups WHERE parent_id = ?1")?
         .query_row([id], |r| r.get(0))?;
     if children > 0 {
-        let noun = if children == 1 { "child group" } else { "child groups" };
+        let noun = if children == 1 {
+            "child group"
+        } else {
+            "child groups"
+        };
         return Err(StoreError::Conflict {
             field: None,
             message: format!(
@@ -189,39 +204,96 @@ fn check_version(current: &DeviceGroup, expected: i64) -> Result<(), StoreError>
     })
 }
 
-/// The parent must exist and, when `moving` an existing group, must not be
-/// that group or one of its descendants (which would detach a subtree into
-/// a cycle).
+/// The domain's hierarchy rules ([`group::check_parent`]: the parent
+/// exists, no cycle, depth limit) applied to the stored tree, plus the
+/// depth of the subtree when `moving` a group that has children.
 fn check_parent(
     conn: &Connection,
     parent_id: &str,
     moving: Option<&DeviceGroup>,
 ) -> Result<(), StoreError> {
-    let Some(parent) = find(conn, parent_id)? else {
-        return Err(StoreError::InvalidReference {
-            field: "parent_id",
-            message: format!("parent_id {parent_id:?} does not refer to an existing device group"),
-        });
-    };
-    let Some(group) = moving else {
+    let tree = StoredTree::new(conn);
+    let verdict = group::check_parent(moving.map(|g| g.id.as_str()), parent_id, &tree);
+    tree.outcome(verdict)?;
+    let Some(moving) = moving else {
         return Ok(());
     };
-    if ancestor_ids(conn, &parent.id)?.iter().any(|a| *a == group.id) {
-        let what = if parent.id == group.id {
-            "the group itself".to_owned()
-        } else {
-            format!("its descendant {:?}", parent.path)
-        };
-        return Err(StoreError::InvalidReference {
-            field: "parent_id",
-            message: format!(
-                "parent_id {parent_id:?} would create a cycle: device group {:?} cannot be \
-                 moved under {what}",
-                group.path
-            ),
-        });
+    let height = subtree_height(conn, &moving.id)?;
+    if height > 1 {
+        let parent_depth = tree.outcome(group::ancestry(parent_id, &tree))?.len();
+        let deepest = parent_depth + height;
+        if deepest > group::MAX_HIERARCHY_DEPTH {
+            return Err(FieldError::new(
+                "parent_id",
+                format!(
+                    "moving {:?} under {parent_id:?} would put its deepest subgroup at depth \
+                     {deepest}; groups nest at most {} levels deep",
+                    moving.path,
+                    group::MAX_HIERARCHY_DEPTH
+                ),
+            )
+            .into());
+        }
     }
     Ok(())
+}
+
+/// The stored parent relation, in the shape the domain's hierarchy rules
+/// read it. [`ParentLookup`] cannot fail, so a database error is kept
+/// aside and takes precedence over the rule's verdict in [`Self::outcome`]
+/// (to the rule, a failed lookup looks like a missing group).
+struct StoredTree<'c> {
+    conn: &'c Connection,
+    error: RefCell<Option<rusqlite::Error>>,
+}
+
+impl<'c> StoredTree<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        StoredTree {
+            conn,
+            error: RefCell::new(None),
+        }
+    }
+
+    fn outcome<T>(&self, verdict: Result<T, FieldError>) -> Result<T, StoreError> {
+        if let Some(e) = self.error.take() {
+            return Err(e.into());
+        }
+        Ok(verdict?)
+    }
+}
+
+impl ParentLookup for StoredTree<'_> {
+    fn parent_of(&self, group_id: &str) -> Option<Option<String>> {
+        let found = self
+            .conn
+            .prepare_cached("SELECT parent_id FROM device_groups WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row([group_id], |r| r.get(0)).optional());
+        match found {
+            Ok(parent) => parent,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
+    }
+}
+
+/// Levels in the subtree rooted at `id`, counting `id` itself as 1.
+fn subtree_height(conn: &Connection, id: &str) -> Result<usize, StoreError> {
+    let height: i64 = conn
+        .prepare_cached(
+            "WITH RECURSIVE sub (id, depth) AS (
+                 SELECT ?1, 1
+                 UNION ALL
+                 SELECT g.id, s.depth + 1
+                   FROM device_groups g JOIN sub s ON g.parent_id = s.id
+                  WHERE s.depth < ?2
+             )
+             SELECT MAX(depth) FROM sub",
+        )?
+        .query_row(params![id, MAX_DEPTH], |r| r.get(0))?;
+    Ok(usize::try_from(height).unwrap_or(usize::MAX))
 }
 
 fn check_name_free(
@@ -244,7 +316,12 @@ fn check_name_free(
     }
 }
 
-fn name_taken(conn: &Connection, parent_id: Option<&str>, name: &str, other: Option<&str>) -> StoreError {
+fn name_taken(
+    conn: &Connection,
+    parent_id: Option<&str>,
+    name: &str,
+    other: Option<&str>,
+) -> StoreError {
     let place = match parent_id.map(|p| find(conn, p)) {
         Some(Ok(Some(parent))) => format!("under {:?}", parent.path),
         Some(_) => "under the same parent".to_owned(),
@@ -270,11 +347,6 @@ fn name_conflict_or(err: rusqlite::Error, conn: &Connection, spec: &DeviceGroupS
     }
 }
 
-/// Ids from `id` up to its root, `id` first.
-fn ancestor_ids(conn: &Connection, id: &str) -> Result<Vec<String>, StoreError> {
-    Ok(chain(conn, id)?.into_iter().map(|(id, _)| id).collect())
-}
-
 /// `(id, name)` from `id` up to its root, `id` first.
 fn chain(conn: &Connection, id: &str) -> Result<Vec<(String, String)>, StoreError> {
     let mut stmt = conn.prepare_cached(
@@ -291,10 +363,14 @@ fn chain(conn: &Connection, id: &str) -> Result<Vec<(String, String)>, StoreErro
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-fn with_path(conn: &Connection, mut group: DeviceGroup) -> Result<DeviceGroup, StoreError> {
-    let names: Vec<String> = chain(conn, &group.id)?.into_iter().rev().map(|(_, n)| n).collect();
-    group.path = names.join("/");
-    Ok(group)
+fn with_path(conn: &Connection, mut g: DeviceGroup) -> Result<DeviceGroup, StoreError> {
+    let names: Vec<String> = chain(conn, &g.id)?
+        .into_iter()
+        .rev()
+        .map(|(_, n)| n)
+        .collect();
+    g.path = group::path(&names);
+    Ok(g)
 }
 
 /// Maps a row of [`SELECT`]; `path` is filled in by [`with_path`].

@@ -60,7 +60,11 @@ pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<i64> {
             rusqlite::params![m.version, m.name, super::time::now_text()],
         )?;
         tx.commit()?;
-        tracing::info!(version = m.version, name = m.name, "applied schema migration");
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied schema migration"
+        );
     }
     current_version(conn)
 }

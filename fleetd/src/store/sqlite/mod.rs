@@ -21,7 +21,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::{Actor, AuditEvent, DeviceGroup, DeviceGroupSpec, ObjectKind, SqliteLocation, Store, StoreError};
+use super::{
+    Actor, AuditEvent, DeviceGroup, DeviceGroupSpec, ObjectKind, SqliteLocation, Store, StoreError,
+};
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
@@ -83,8 +85,7 @@ fn configure(conn: &Connection) -> anyhow::Result<()> {
     // Another process holding the write lock briefly should delay us, not
     // fail the request.
     conn.busy_timeout(Duration::from_secs(5))?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     // In-memory databases report "memory"; anything else means WAL failed.
     if mode != "wal" && mode != "memory" {
         anyhow::bail!("could not enable WAL mode on the SQLite database (journal_mode={mode})");
@@ -122,8 +123,12 @@ impl Store for SqliteStore {
         spec: DeviceGroupSpec,
     ) -> Result<DeviceGroup, StoreError> {
         let actor = actor.clone();
-        self.call(move |conn| write(conn, |tx, now| device_groups::create(tx, &actor, now, &spec)))
-            .await
+        self.call(move |conn| {
+            write(conn, |tx, now| {
+                device_groups::create(tx, &actor, now, &spec)
+            })
+        })
+        .await
     }
 
     async fn get_device_group(&self, id: &str) -> Result<DeviceGroup, StoreError> {
@@ -166,7 +171,9 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (actor, id) = (actor.clone(), id.to_owned());
         self.call(move |conn| {
-            write(conn, |tx, now| device_groups::delete(tx, &actor, now, &id, expected_version))
+            write(conn, |tx, now| {
+                device_groups::delete(tx, &actor, now, &id, expected_version)
+            })
         })
         .await
     }
