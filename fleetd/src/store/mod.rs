@@ -15,7 +15,9 @@
 //! before the store is called, in `api`, with the same domain rules.
 
 mod error;
+pub mod fleet;
 mod model;
+pub mod pki;
 pub mod sqlite;
 mod url;
 
@@ -30,7 +32,7 @@ pub use url::{DatabaseUrl, SqliteLocation};
 /// Largest page a list call returns, whatever the caller asks for.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
-/// fleetd's persistent state.
+/// Device groups: the hierarchy every other object hangs from.
 ///
 /// Conventions shared by every method:
 /// - writes take the [`Actor`] responsible and record an [`AuditEvent`] in
@@ -47,7 +49,7 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 /// the SQLite implementation runs its blocking calls on Tokio's blocking
 /// pool.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait GroupStore: Send + Sync + 'static {
     /// Creates a group with version 1. The parent, if any, must exist and
     /// the name must be free among its siblings.
     async fn create_device_group(
@@ -92,6 +94,24 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_events(&self, kind: ObjectKind, id: &str)
         -> Result<Vec<AuditEvent>, StoreError>;
 }
+
+/// fleetd's whole persistent state: one sub-trait per area of the model,
+/// so each area's methods live beside its rows. Callers hold
+/// `Arc<dyn Store>` and bring the sub-traits into scope with
+/// `use crate::store::prelude::*`.
+pub trait Store: GroupStore + FleetStore + PkiStore {}
+
+impl<T: GroupStore + FleetStore + PkiStore> Store for T {}
+
+/// The store traits, for `use crate::store::prelude::*`.
+pub mod prelude {
+    pub use super::fleet::FleetStore;
+    pub use super::pki::PkiStore;
+    pub use super::{GroupStore, Store};
+}
+
+pub use fleet::FleetStore;
+pub use pki::PkiStore;
 
 /// Opens (creating and migrating if needed) the store a database URL
 /// points at.

@@ -9,6 +9,8 @@
 
 mod audit;
 mod device_groups;
+mod fleet;
+mod pki;
 mod migrations;
 mod time;
 
@@ -22,7 +24,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::{
-    Actor, AuditEvent, DeviceGroup, DeviceGroupSpec, ObjectKind, SqliteLocation, Store, StoreError,
+    Actor, AuditEvent, DeviceGroup, DeviceGroupSpec, ObjectKind, SqliteLocation, GroupStore, StoreError,
 };
 
 /// SQLite-backed [`Store`].
@@ -116,7 +118,7 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl GroupStore for SqliteStore {
     async fn create_device_group(
         &self,
         actor: &Actor,
