@@ -208,6 +208,22 @@ impl Workdir {
         Ok(text)
     }
 
+    /// Plans and, if the plan passes, applies `hcl`, expecting one of them to
+    /// fail; returns the error output (whitespace-flattened).
+    pub fn plan_error_or_apply_error(&self, hcl: &str) -> Result<String> {
+        self.write_config(hcl)?;
+        let out = self.run(&["apply", "-auto-approve", "-no-color"])?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            bail!("expected plan or apply to fail, but apply succeeded:\n{text}");
+        }
+        Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
     /// The state as `terraform show -json` describes it.
     pub fn state(&self) -> Result<State> {
         let out = self.ok(&["show", "-json"])?;
@@ -289,61 +305,56 @@ impl Acc {
         Ok(Acc { fleetd, wd })
     }
 
-    /// Imports `address` by `id` into a fresh directory holding `hcl`, and
-    /// requires every attribute to equal the main state's, except `ignore`;
-    /// then requires the imported object to plan no change.
+    /// Import-verify: forgets `address` from the state, imports it back by
+    /// `id` with `terraform import`, and requires every attribute to equal
+    /// what the state held (except `ignore`) and the plan to be empty.
     pub fn import_verify(&self, hcl: &str, address: &str, id: &str, ignore: &[&str]) -> Result<()> {
-        let original = self.wd.state()?;
-        let want = original.get(address)?.clone();
-        let wd = Workdir::new(&self.fleetd)?;
-        wd.write_config(hcl)?;
-        wd.ok(&["import", "-no-color", address, id])?;
-        let got_state = wd.state()?;
-        let got = got_state.get(address)?;
-        compare_attrs(address, &want, got, ignore)?;
-        // The imported object itself must need no change (other resources
-        // of the configuration are not in this state, so they would plan).
-        let plan = wd.plan_json().context("plan after import")?;
-        let changes = plan["resource_changes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if let Some(c) = changes.iter().find(|c| c["address"] == address) {
-            if c["change"]["actions"] != serde_json::json!(["no-op"]) {
-                bail!(
-                    "after import, {address} plans {}: {}",
-                    c["change"]["actions"],
-                    c["change"]
-                );
-            }
-        }
+        self.wd.write_config(hcl)?;
+        let want = self.wd.state()?.get(address)?.clone();
+        self.wd.ok(&["state", "rm", "-no-color", address])?;
+        self.wd.ok(&["import", "-no-color", address, id])?;
+        let got_state = self.wd.state()?;
+        compare_attrs(address, &want, got_state.get(address)?, ignore)?;
+        self.wd.assert_empty_plan().context("plan after import")?;
         Ok(())
     }
 
-    /// Plans `hcl` + an `import` block for `address` in a fresh directory and
-    /// requires a pure import: no create, update or delete.
+    /// Import block: forgets `address`, plans `hcl` plus an `import` block
+    /// for it and requires a pure import (no create, update or delete), then
+    /// applies it and requires the plan without the block to be empty.
     pub fn import_block_noop(&self, hcl: &str, address: &str, id: &str) -> Result<()> {
-        let wd = Workdir::new(&self.fleetd)?;
-        wd.write_config(&format!(
+        self.wd.ok(&["state", "rm", "-no-color", address])?;
+        self.wd.write_config(&format!(
             "{hcl}\n\nimport {{\n  to = {address}\n  id = \"{id}\"\n}}\n"
         ))?;
-        let plan = wd.plan_json()?;
+        let plan = self.wd.plan_json()?;
         let changes = plan["resource_changes"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let c = changes
-            .iter()
-            .find(|c| c["address"] == address)
-            .ok_or_else(|| anyhow!("no change for {address} in plan"))?;
-        if c["change"]["actions"] != serde_json::json!(["no-op"])
-            || c["change"]["importing"].is_null()
-        {
-            bail!(
-                "import block for {address} did not plan a pure import: {}",
-                c["change"]
-            );
+        for c in &changes {
+            let noop = c["change"]["actions"] == serde_json::json!(["no-op"]);
+            if c["address"] == address {
+                if !noop || c["change"]["importing"].is_null() {
+                    bail!(
+                        "import block for {address} did not plan a pure import: {}",
+                        c["change"]
+                    );
+                }
+            } else if !noop {
+                bail!(
+                    "import block plan also changes {}: {}",
+                    c["address"],
+                    c["change"]["actions"]
+                );
+            }
         }
+        self.wd
+            .ok(&["apply", "-auto-approve", "-no-color", "tfplan"])?;
+        self.wd.write_config(hcl)?;
+        self.wd
+            .assert_empty_plan()
+            .context("plan after import block")?;
         Ok(())
     }
 }

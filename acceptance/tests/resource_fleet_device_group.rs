@@ -135,3 +135,45 @@ fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
     assert!(acc.fleetd.list("/v1/device-groups")?.is_empty());
     Ok(())
 }
+
+#[test]
+fn config_merges_down_and_query_is_kept() -> Result<()> {
+    let acc = Acc::new()?;
+    let hcl = format!(
+        r#"{PROVIDER}
+resource "fleet_device_group" "prod" {{
+  name   = "prod"
+  config = jsonencode({{ telemetry = {{ interval = 60, endpoint = "mqtt://a" }}, debug = false }})
+}}
+resource "fleet_device_group" "meters" {{
+  name      = "meters"
+  parent_id = fleet_device_group.prod.id
+  query     = "hardware == \"meter-v2\" and attr.region in [\"eu-west\", \"eu-north\"]"
+  config    = jsonencode({{ telemetry = {{ interval = 15 }}, debug = null }})
+}}
+"#
+    );
+    let s = acc.wd.apply(&hcl)?;
+    let eff: serde_json::Value =
+        serde_json::from_str(&s.str("fleet_device_group.meters", "effective_config")?)?;
+    assert_eq!(
+        eff,
+        json!({"telemetry": {"interval": 15, "endpoint": "mqtt://a"}}),
+        "child wins, null removes a key"
+    );
+    assert_eq!(
+        s.attr("fleet_device_group.meters", "device_count")?,
+        json!(0)
+    );
+    let id = s.str("fleet_device_group.meters", "id")?;
+    acc.import_verify(&hcl, "fleet_device_group.meters", &id, &[])?;
+
+    // A query with a syntax error is refused with its position.
+    let bad = hcl.replace("hardware == \\\"meter-v2\\\"", "hardware == ");
+    let text = acc.wd.plan_error_or_apply_error(&bad)?;
+    assert!(text.contains("query"), "{text}");
+    acc.wd.write_config(&hcl)?;
+    acc.wd.destroy()?;
+    assert!(acc.fleetd.list("/v1/device-groups")?.is_empty());
+    Ok(())
+}

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// A device group as fleetd stores and returns it.
@@ -24,6 +25,22 @@ pub struct DeviceGroup {
     pub parent_id: Option<String>,
     /// Arbitrary key/value labels.
     pub tags: BTreeMap<String, String>,
+    /// Dynamic membership: devices matching this expression over device
+    /// fields and attributes are members in addition to the static ones,
+    /// e.g. `hardware == "m1" and attr.region == "eu"`. `null` when unset.
+    #[schema(example = "hardware == \"m1\" and attr.region == \"eu\"")]
+    pub query: Option<String>,
+    /// Desired device configuration set on this group (a JSON object).
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
+    /// Computed: the configs of the root group down to this one merged
+    /// key by key (objects recursively); a child's value wins.
+    #[schema(value_type = Object)]
+    pub effective_config: Map<String, Value>,
+    /// Computed: devices in this group, static members plus devices
+    /// matching `query`, each counted once. Subgroups are not included.
+    #[schema(example = 42)]
+    pub device_count: i64,
     /// Names from the root down to this group joined by `/`, e.g.
     /// `prod/meters`. Computed: renaming or moving an ancestor changes it.
     #[schema(example = "prod/meters")]
@@ -55,6 +72,14 @@ pub struct DeviceGroupCreate {
     /// At most 50 tags; keys 1–128 characters, values at most 256.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Dynamic membership expression; omitted or `null` for none. A syntax
+    /// error is a 400 with `field: "query"` and its line and column.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Desired device configuration (a JSON object, at most 64 KiB).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
 }
 
 /// Body of `PUT /v1/device-groups/{id}`: a full replacement of the mutable
@@ -72,6 +97,11 @@ pub struct DeviceGroupUpdate {
     pub parent_id: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
     /// The version this update is based on; if the stored group has moved
     /// on, the update is refused with 409 and nothing changes.
     pub version: i64,
@@ -115,6 +145,10 @@ mod tests {
             parent_id: Some("id-0".into()),
             tags: BTreeMap::from([("env".into(), "prod".into())]),
             path: "prod/meters".into(),
+            query: Some("hardware == \"m1\"".into()),
+            config: Map::new(),
+            effective_config: serde_json::json!({"a": 1}).as_object().unwrap().clone(),
+            device_count: 2,
             created_at: "2025-01-31T12:00:00.000Z".into(),
             updated_at: "2025-01-31T12:00:00.000Z".into(),
             version: 3,

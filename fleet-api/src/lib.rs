@@ -13,15 +13,37 @@
 //!   concurrency: updates and deletes send the version they expect, and a
 //!   stale one is refused with a 409 ([`ErrorKind::Conflict`]).
 
+mod certificate;
+mod certificate_authority;
+mod device;
 mod device_group;
+mod enrollment;
 mod error;
+mod firmware;
 mod health;
 mod page;
+mod policy;
+mod rollout;
 
+pub use certificate::{Certificate, CertificateCreate, CertificateUpdate};
+pub use certificate_authority::{
+    CertificateAuthority, CertificateAuthorityCreate, CertificateAuthorityUpdate,
+};
+pub use device::{Device, DeviceCreate, DeviceUpdate};
 pub use device_group::{DeviceGroup, DeviceGroupCreate, DeviceGroupUpdate};
+pub use enrollment::{Enrollment, EnrollmentCreate, EnrollmentUpdate};
 pub use error::{ApiError, ErrorKind};
+pub use firmware::{Firmware, FirmwareCreate};
 pub use health::Health;
 pub use page::Page;
+pub use policy::{
+    Policy, PolicyAttachment, PolicyAttachmentCreate, PolicyCreate, PolicyStatement, PolicyUpdate,
+    PolicyVersion,
+};
+pub use rollout::{
+    FailureThreshold, MaintenanceWindow, Rollout, RolloutCounts, RolloutCreate, RolloutPhase,
+    RolloutRate, RolloutUpdate,
+};
 
 /// Path prefix of every versioned admin API route.
 pub const API_PREFIX: &str = "/v1";

@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// directory). postgres:// URLs are recognised but not supported yet.
     #[arg(long, env = "FLEETD_DATABASE_URL", hide_env_values = true, value_parser = DatabaseUrl::parse)]
     pub database_url: Option<DatabaseUrl>,
+
+    /// Key-encryption key for CA private keys at rest: 32 raw bytes or 64
+    /// hex digits. Default <data-dir>/master.key, created on first start
+    /// (mode 0600). Back it up apart from the database; replicas sharing a
+    /// database must share it.
+    #[arg(long, env = "FLEETD_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -56,6 +63,7 @@ impl ServeArgs {
             data_dir: self.data_dir,
             admin_token: self.token,
             database_url: self.database_url,
+            master_key_file: self.master_key_file,
             ..Config::new(PathBuf::new())
         }
     }

@@ -19,6 +19,10 @@ pub struct Config {
     /// After a shutdown signal, how long in-flight requests get to finish
     /// before fleetd stops anyway.
     pub shutdown_grace: Duration,
+    /// The key-encryption key for CA private keys (see
+    /// [`crate::keystore`]). `None` means `<data_dir>/master.key`, created
+    /// on first start; a configured file must exist.
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -32,7 +36,15 @@ impl Config {
             admin_token: None,
             database_url: None,
             shutdown_grace: Duration::from_secs(10),
+            master_key_file: None,
         }
+    }
+
+    /// The master key file, with the default applied.
+    pub fn master_key_file(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| crate::keystore::default_path(&self.data_dir))
     }
 
     /// The store to open, with the default applied.

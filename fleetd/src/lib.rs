@@ -15,6 +15,7 @@ pub mod atomic_file;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod keystore;
 pub mod logging;
 pub mod server;
 pub mod shutdown;

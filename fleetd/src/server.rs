@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use crate::admin_token::{self, TokenOrigin};
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::keystore::{KeyOrigin, MasterKey};
 use crate::store;
 
 /// File in the data directory holding the admin API's bound `host:port`.
@@ -54,6 +55,8 @@ impl Server {
             }
         }
 
+        let master_key = open_master_key(&config, store.as_ref()).await?;
+
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding the admin API to {}", config.listen))?;
@@ -62,6 +65,7 @@ impl Server {
         let router = api::router(AppState {
             store,
             admin_token: Arc::from(admin_token.as_str()),
+            master_key: Arc::new(master_key),
         });
 
         let addr_file = config.data_dir.join(ADDR_FILE);
@@ -139,6 +143,52 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     Server::bind(config).await?.serve(shutdown).await
+}
+
+/// Loads (or on a fresh install creates) the master key and checks that it
+/// is the one that sealed the CA keys already stored: with the wrong key,
+/// fleetd refuses to start instead of failing on the first signature.
+async fn open_master_key(config: &Config, store: &dyn store::Store) -> anyhow::Result<MasterKey> {
+    let path = config.master_key_file();
+    let in_use = store
+        .ca_master_key_ids()
+        .await
+        .context("reading which master key sealed the stored CA keys")?;
+    // Creating a key is only right on a fresh install with the default
+    // path: a configured file that is missing is a deployment mistake, and
+    // a new key could not open the CA keys already stored.
+    let create = config.master_key_file.is_none() && in_use.is_empty();
+    let (key, origin) = MasterKey::load_or_create(&path, create).map_err(|e| {
+        if in_use.is_empty() {
+            e
+        } else {
+            e.context(format!(
+                "the database holds CA private keys encrypted with master key {}; \
+                 fleetd needs that master key file (--master-key-file, FLEETD_MASTER_KEY_FILE)",
+                in_use.join(", ")
+            ))
+        }
+    })?;
+    if let Some(other) = in_use.iter().find(|id| *id != key.id()) {
+        anyhow::bail!(
+            "the master key in {} (id {}) is not the one that encrypted the CA private keys \
+             in the database (id {other}); start fleetd with the original master key file \
+             (--master-key-file, FLEETD_MASTER_KEY_FILE)",
+            path.display(),
+            key.id()
+        );
+    }
+    match origin {
+        KeyOrigin::Loaded(p) => {
+            tracing::info!(path = %p.display(), id = key.id(), "master key: loaded")
+        }
+        KeyOrigin::Created(p) => tracing::info!(
+            path = %p.display(),
+            id = key.id(),
+            "master key: generated a new one and saved it (mode 0600); back it up apart from the database"
+        ),
+    }
+    Ok(key)
 }
 
 fn create_data_dir(dir: &Path) -> anyhow::Result<()> {

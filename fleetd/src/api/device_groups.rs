@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
     request_body = DeviceGroupCreate,
     responses(
         (status = 201, description = "Created; `Location` points at the new group", body = DeviceGroup),
-        (status = 400, description = "Invalid field, unknown field or missing parent", body = ApiError),
+        (status = 400, description = "Invalid field (a `query` syntax error names its line and column), unknown field or missing parent", body = ApiError),
         (status = 401, description = "Missing or wrong bearer token", body = ApiError),
         (status = 409, description = "Name already used among the siblings", body = ApiError),
     )
@@ -47,6 +47,8 @@ pub async fn create(
         description: body.description,
         parent_id: body.parent_id,
         tags: body.tags,
+        query: body.query,
+        config: body.config,
     };
     validate(&spec)?;
     let group = state.store.create_device_group(&actor, spec).await?;
@@ -145,6 +147,8 @@ pub async fn update(
         description: body.description,
         parent_id: body.parent_id,
         tags: body.tags,
+        query: body.query,
+        config: body.config,
     };
     validate(&spec)?;
     let group = state
@@ -154,7 +158,8 @@ pub async fn update(
     Ok(Json(to_wire(group)))
 }
 
-/// Delete a device group that has no child groups.
+/// Delete a device group that has no child groups, no attached policies and
+/// no unfinished rollout targeting it. Its static members leave it.
 #[utoipa::path(
     delete,
     operation_id = "delete_device_group",
@@ -169,7 +174,7 @@ pub async fn update(
         (status = 400, description = "Invalid `version`", body = ApiError),
         (status = 401, description = "Missing or wrong bearer token", body = ApiError),
         (status = 404, description = "No such group", body = ApiError),
-        (status = 409, description = "Stale `version`, or the group still has children", body = ApiError),
+        (status = 409, description = "Stale `version`, or the group still has children, attached policies or unfinished rollouts targeting it", body = ApiError),
     )
 )]
 pub async fn delete(
@@ -201,7 +206,12 @@ fn validate(spec: &DeviceGroupSpec) -> Result<(), FieldError> {
             "must not be empty; omit it or use null for a top-level group",
         ));
     }
-    group::validate_tags(&spec.tags)
+    group::validate_tags(&spec.tags)?;
+    if let Some(query) = &spec.query {
+        group::validate_query(query)?;
+    }
+    group::validate_config(&serde_json::Value::Object(spec.config.clone()))?;
+    Ok(())
 }
 
 fn to_wire(g: store::DeviceGroup) -> DeviceGroup {
@@ -212,6 +222,10 @@ fn to_wire(g: store::DeviceGroup) -> DeviceGroup {
         parent_id: g.parent_id,
         tags: g.tags,
         path: g.path,
+        query: g.query,
+        config: g.config,
+        effective_config: g.effective_config,
+        device_count: g.device_count,
         created_at: g.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         updated_at: g.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         version: g.version,

@@ -45,6 +45,27 @@ impl PageRequest {
     }
 }
 
+/// One page of a list fetched with `limit + 1` rows: the extra row only
+/// tells that another page exists, so the last page never comes with a
+/// token that leads to an empty page.
+pub fn paged<T, W>(
+    mut rows: Vec<T>,
+    limit: u32,
+    id: impl Fn(&T) -> &str,
+    to_wire: impl FnMut(T) -> W,
+) -> fleet_api::Page<W> {
+    let next_page_token = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| token_after(id(r)))
+    } else {
+        None
+    };
+    fleet_api::Page {
+        items: rows.into_iter().map(to_wire).collect(),
+        next_page_token,
+    }
+}
+
 /// The token that continues after `last_id`.
 pub fn token_after(last_id: &str) -> String {
     hex::encode(format!("{TOKEN_PREFIX}{last_id}"))

@@ -174,6 +174,8 @@ pub struct CertInfo {
     /// Subject DN, e.g. `CN=meter-001`.
     pub subject: String,
     pub common_name: Option<String>,
+    /// Subject organization (`O`), if any.
+    pub organization: Option<String>,
     pub is_ca: bool,
 }
 
@@ -339,6 +341,12 @@ fn cert_info(der: &[u8], cert: &X509Certificate<'_>) -> CertInfo {
             .iter_common_name()
             .next()
             .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string),
+        organization: cert
+            .subject()
+            .iter_organization()
+            .next()
+            .and_then(|o| o.as_str().ok())
             .map(str::to_string),
         is_ca: cert.is_ca(),
     }
@@ -514,6 +522,22 @@ impl CertificateAuthority {
 
     pub fn certificate_pem(&self) -> String {
         pem_encode("CERTIFICATE", &self.cert_der)
+    }
+
+    /// The CA key's algorithm as the API reports it: `ECDSA_P256`,
+    /// `ED25519` (the two fleetd generates), or for imported keys
+    /// `ECDSA_P384` or `RSA`.
+    pub fn key_algorithm(&self) -> &'static str {
+        let alg = self.key.algorithm();
+        if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+            KeyAlgorithm::EcdsaP256.as_str()
+        } else if alg == &rcgen::PKCS_ED25519 {
+            KeyAlgorithm::Ed25519.as_str()
+        } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            "ECDSA_P384"
+        } else {
+            "RSA"
+        }
     }
 
     fn issuer(&self) -> Result<Issuer<'static, &KeyPair>, PkiError> {
@@ -707,6 +731,107 @@ pub fn early_renewal_due(
     early_renewal_days: u32,
 ) -> bool {
     now >= not_after - Duration::days(i64::from(early_renewal_days))
+}
+
+// ---------------------------------------------------------------- certificate status
+
+/// Lifecycle of a device certificate (`status`).
+///
+/// `inactive` is a reversible suspension: the device API refuses the
+/// certificate, but it is not published in the CRL. `revoked` is terminal
+/// and published in the CA's CRL with its [`RevocationReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CertificateStatus {
+    #[default]
+    Active,
+    Inactive,
+    Revoked,
+}
+
+impl CertificateStatus {
+    pub const NAMES: [&'static str; 3] = ["active", "inactive", "revoked"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateStatus::Active => "active",
+            CertificateStatus::Inactive => "inactive",
+            CertificateStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(field: &str, value: &str) -> Result<Self, FieldError> {
+        match value {
+            "active" => Ok(CertificateStatus::Active),
+            "inactive" => Ok(CertificateStatus::Inactive),
+            "revoked" => Ok(CertificateStatus::Revoked),
+            _ => Err(FieldError::new(
+                field,
+                format!(
+                    "unknown certificate status {value:?} (use one of {})",
+                    Self::NAMES.join(", ")
+                ),
+            )),
+        }
+    }
+}
+
+/// A requested status change, validated on its own: `revocation_reason`
+/// goes with `revoked` only (defaulting to `unspecified`).
+pub fn status_change(
+    status: &str,
+    revocation_reason: Option<&str>,
+) -> Result<(CertificateStatus, Option<RevocationReason>), FieldError> {
+    let status = CertificateStatus::parse("status", status)?;
+    match (status, revocation_reason) {
+        (CertificateStatus::Revoked, None) => Ok((status, Some(RevocationReason::Unspecified))),
+        (CertificateStatus::Revoked, Some(r)) => Ok((
+            status,
+            Some(RevocationReason::parse("revocation_reason", r)?),
+        )),
+        (_, None) => Ok((status, None)),
+        (_, Some(_)) => Err(FieldError::new(
+            "revocation_reason",
+            format!(
+                "only allowed with status \"revoked\", not with status {:?}",
+                status.as_str()
+            ),
+        )),
+    }
+}
+
+/// Whether a stored certificate in `from` may move to `to`. Revocation is
+/// terminal: a revoked certificate stays revoked, with the reason it was
+/// revoked for (an identical request is accepted as a no-op).
+pub fn check_status_transition(
+    from: (CertificateStatus, Option<RevocationReason>),
+    to: (CertificateStatus, Option<RevocationReason>),
+) -> Result<(), FieldError> {
+    match (from, to) {
+        (
+            (CertificateStatus::Revoked, _),
+            (CertificateStatus::Active | CertificateStatus::Inactive, _),
+        ) => Err(FieldError::new(
+            "status",
+            format!(
+                "the certificate is revoked and cannot become {:?} again: revocation is \
+                     permanent; issue a new certificate instead",
+                to.0.as_str()
+            ),
+        )),
+        ((CertificateStatus::Revoked, Some(old)), (CertificateStatus::Revoked, Some(new)))
+            if old != new =>
+        {
+            Err(FieldError::new(
+                "revocation_reason",
+                format!(
+                    "the certificate was already revoked with reason {:?}; a revoked \
+                     certificate's reason cannot change",
+                    old.as_str()
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------- CRLs
@@ -1523,6 +1648,77 @@ mod tests {
         assert!(e.message.starts_with(
             "unknown revocation reason \"lost\" (use one of unspecified, key_compromise"
         ));
+    }
+
+    #[test]
+    fn reports_key_algorithm_and_organization() {
+        let ca = new_ca(KeyAlgorithm::EcdsaP256);
+        assert_eq!(load(&ca).key_algorithm(), "ECDSA_P256");
+        let ed = new_ca(KeyAlgorithm::Ed25519);
+        assert_eq!(load(&ed).key_algorithm(), "ED25519");
+        let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "p384");
+        let cert = params.self_signed(&p384).unwrap();
+        let loaded = CertificateAuthority::from_pem(&cert.pem(), &p384.serialize_pem()).unwrap();
+        assert_eq!(loaded.key_algorithm(), "ECDSA_P384");
+        assert_eq!(loaded.info().organization, None);
+        assert_eq!(
+            inspect_certificate("certificate_pem", &ca.certificate_pem)
+                .unwrap()
+                .organization
+                .as_deref(),
+            ca.info.organization.as_deref()
+        );
+    }
+
+    #[test]
+    fn certificate_status_changes() {
+        use CertificateStatus::*;
+        assert_eq!(status_change("active", None), Ok((Active, None)));
+        assert_eq!(
+            status_change("revoked", None),
+            Ok((Revoked, Some(RevocationReason::Unspecified)))
+        );
+        assert_eq!(
+            status_change("revoked", Some("key_compromise")),
+            Ok((Revoked, Some(RevocationReason::KeyCompromise)))
+        );
+        let e = status_change("gone", None).unwrap_err();
+        assert_eq!(e.field, "status");
+        assert_eq!(
+            e.message,
+            "unknown certificate status \"gone\" (use one of active, inactive, revoked)"
+        );
+        let e = status_change("inactive", Some("superseded")).unwrap_err();
+        assert_eq!(e.field, "revocation_reason");
+        assert_eq!(
+            e.message,
+            "only allowed with status \"revoked\", not with status \"inactive\""
+        );
+        assert_eq!(
+            status_change("revoked", Some("lost")).unwrap_err().field,
+            "revocation_reason"
+        );
+
+        let kc = Some(RevocationReason::KeyCompromise);
+        assert!(check_status_transition((Active, None), (Inactive, None)).is_ok());
+        assert!(check_status_transition((Inactive, None), (Active, None)).is_ok());
+        assert!(check_status_transition((Active, None), (Revoked, kc)).is_ok());
+        assert!(check_status_transition((Revoked, kc), (Revoked, kc)).is_ok());
+        let e = check_status_transition((Revoked, kc), (Active, None)).unwrap_err();
+        assert_eq!(e.field, "status");
+        assert!(
+            e.message
+                .starts_with("the certificate is revoked and cannot become \"active\""),
+            "{}",
+            e.message
+        );
+        let e =
+            check_status_transition((Revoked, kc), (Revoked, Some(RevocationReason::Superseded)))
+                .unwrap_err();
+        assert_eq!(e.field, "revocation_reason");
     }
 
     #[test]

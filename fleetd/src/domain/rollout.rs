@@ -294,6 +294,31 @@ impl fmt::Display for RolloutState {
     }
 }
 
+// ---------------------------------------------------------------- status
+
+/// Statuses after which a rollout does nothing more.
+pub const TERMINAL_STATUSES: &[&str] = &["completed", "aborted", "rolled_back", "cancelled"];
+
+/// Whether a rollout with this `status` is finished.
+pub fn is_terminal_status(status: &str) -> bool {
+    TERMINAL_STATUSES.contains(&status)
+}
+
+/// The observed `status` once the operator sets `state`, before the engine
+/// acts: cancelling shows at once; pausing shows unless the rollout has
+/// already finished; resuming a paused rollout makes it `pending` until the
+/// engine picks it up again. Anything else keeps the engine's status.
+pub fn status_after(status: &str, state: RolloutState) -> String {
+    match state {
+        RolloutState::Cancelled => "cancelled",
+        _ if is_terminal_status(status) => status,
+        RolloutState::Paused => "paused",
+        RolloutState::Running if status == "paused" => "pending",
+        RolloutState::Running => status,
+    }
+    .to_string()
+}
+
 // ---------------------------------------------------------------- validation
 
 /// Validates a rollout definition into a plan.
@@ -952,5 +977,19 @@ mod tests {
         assert!(!Cancelled.can_transition_to(Paused));
         assert_eq!(RolloutState::parse("state", "cancelled"), Ok(Cancelled));
         assert_eq!(Paused.to_string(), "paused");
+    }
+
+    #[test]
+    fn status_follows_the_desired_state() {
+        assert_eq!(status_after("pending", RolloutState::Running), "pending");
+        assert_eq!(status_after("running", RolloutState::Paused), "paused");
+        assert_eq!(status_after("paused", RolloutState::Running), "pending");
+        assert_eq!(
+            status_after("running", RolloutState::Cancelled),
+            "cancelled"
+        );
+        assert_eq!(status_after("completed", RolloutState::Paused), "completed");
+        assert_eq!(status_after("aborted", RolloutState::Running), "aborted");
+        assert!(is_terminal_status("rolled_back") && !is_terminal_status("paused"));
     }
 }

@@ -16,8 +16,10 @@
 
 mod error;
 pub mod fleet;
+mod fleet_model;
 mod model;
 pub mod pki;
+mod pki_model;
 pub mod sqlite;
 mod url;
 
@@ -26,7 +28,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use error::StoreError;
+pub use fleet_model::{
+    AttachmentTarget, Device, DeviceSpec, FailureThresholdRecord, Firmware, FirmwareSpec,
+    MaintenanceWindowRecord, PhaseRecord, Policy, PolicyAttachment, PolicyAttachmentSpec,
+    PolicySpec, PolicyVersion, RateRecord, Rollout, RolloutCounts, RolloutSpec,
+};
 pub use model::{Actor, AuditAction, AuditEvent, DeviceGroup, DeviceGroupSpec, ObjectKind};
+pub use pki_model::{
+    CaRecord, CaSigner, CertificateFilter, CertificateRecord, EnrollmentFields, EnrollmentRecord,
+    NewCa, NewCertificate,
+};
 pub use url::{DatabaseUrl, SqliteLocation};
 
 /// Largest page a list call returns, whatever the caller asks for.

@@ -31,6 +31,14 @@ impl fmt::Display for Actor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
     DeviceGroup,
+    Device,
+    Policy,
+    PolicyAttachment,
+    Firmware,
+    Rollout,
+    CertificateAuthority,
+    Certificate,
+    Enrollment,
 }
 
 impl ObjectKind {
@@ -38,12 +46,28 @@ impl ObjectKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectKind::DeviceGroup => "device_group",
+            ObjectKind::Device => "device",
+            ObjectKind::Policy => "policy",
+            ObjectKind::PolicyAttachment => "policy_attachment",
+            ObjectKind::Firmware => "firmware",
+            ObjectKind::Rollout => "rollout",
+            ObjectKind::CertificateAuthority => "certificate_authority",
+            ObjectKind::Certificate => "certificate",
+            ObjectKind::Enrollment => "enrollment",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "device_group" => Some(ObjectKind::DeviceGroup),
+            "device" => Some(ObjectKind::Device),
+            "policy" => Some(ObjectKind::Policy),
+            "policy_attachment" => Some(ObjectKind::PolicyAttachment),
+            "firmware" => Some(ObjectKind::Firmware),
+            "rollout" => Some(ObjectKind::Rollout),
+            "certificate_authority" => Some(ObjectKind::CertificateAuthority),
+            "certificate" => Some(ObjectKind::Certificate),
+            "enrollment" => Some(ObjectKind::Enrollment),
             _ => None,
         }
     }
@@ -54,6 +78,14 @@ impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ObjectKind::DeviceGroup => "device group",
+            ObjectKind::Device => "device",
+            ObjectKind::Policy => "policy",
+            ObjectKind::PolicyAttachment => "policy attachment",
+            ObjectKind::Firmware => "firmware",
+            ObjectKind::Rollout => "rollout",
+            ObjectKind::CertificateAuthority => "certificate authority",
+            ObjectKind::Certificate => "certificate",
+            ObjectKind::Enrollment => "enrollment",
         })
     }
 }
@@ -69,6 +101,14 @@ pub struct DeviceGroup {
     /// Names from the root to this group joined by `/`; computed on read,
     /// so renaming an ancestor never leaves a stale path behind.
     pub path: String,
+    /// Dynamic membership expression, as written.
+    pub query: Option<String>,
+    /// Desired device configuration of this group alone.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Computed on read: configs from the root down, merged.
+    pub effective_config: serde_json::Map<String, serde_json::Value>,
+    /// Computed on read: static members plus query matches, each once.
+    pub device_count: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -82,6 +122,9 @@ pub struct DeviceGroupSpec {
     pub description: String,
     pub parent_id: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// Validated by the API before it reaches the store.
+    pub query: Option<String>,
+    pub config: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What a write did, as recorded in the audit log.

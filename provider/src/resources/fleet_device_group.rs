@@ -7,9 +7,12 @@ use async_trait::async_trait;
 use fleet_api::{DeviceGroup as ApiGroup, DeviceGroupCreate, DeviceGroupUpdate};
 use serde::{Deserialize, Serialize};
 
-use super::api_diag;
+use super::{api_diag, canonical_json, json_object, json_text, parse_config};
 use crate::client::Client;
-use crate::tfplugin::{validators, Attribute, Block, Diagnostics, Resource, Schema, Value};
+use crate::tfplugin::{
+    validators, Attribute, Block, Diagnostics, Resource, Schema, Value as TfValue,
+};
+use serde_json::Value;
 
 pub struct DeviceGroup;
 
@@ -20,6 +23,10 @@ pub struct Model {
     description: Option<String>,
     parent_id: Option<String>,
     tags: Option<BTreeMap<String, String>>,
+    query: Option<String>,
+    config: Option<String>,
+    effective_config: Option<String>,
+    device_count: Option<i64>,
     path: Option<String>,
     version: Option<i64>,
 }
@@ -61,9 +68,30 @@ impl Resource<Client> for DeviceGroup {
                 )
                 .attr(
                     Attribute::string_map("tags")
-                        .default(Value::Map(BTreeMap::new()))
+                        .default(TfValue::Map(BTreeMap::new()))
                         .description("Key/value labels.")
                         .validate(validators::map_entries(64, 128, 256)),
+                )
+                .attr(
+                    Attribute::string("query")
+                        .optional()
+                        .description("Dynamic membership: devices matching this expression belong to the group, e.g. `hardware == \"meter-v2\" and attr.region in [\"eu-west\", \"eu-north\"]`."),
+                )
+                .attr(
+                    Attribute::string("config")
+                        .default("{}")
+                        .description("Desired device configuration as a JSON object (use `jsonencode`). Merged down the hierarchy: a subgroup's keys win, `null` removes a key.")
+                        .validate(json_object()),
+                )
+                .attr(
+                    Attribute::string("effective_config")
+                        .computed()
+                        .description("The configuration devices of this group receive: `config` merged over every ancestor's, as JSON."),
+                )
+                .attr(
+                    Attribute::number("device_count")
+                        .computed()
+                        .description("Devices in the group: static members plus devices matching `query`."),
                 )
                 .attr(
                     Attribute::string("path")
@@ -85,16 +113,18 @@ impl Resource<Client> for DeviceGroup {
         _config: Model,
     ) -> Result<Model, Diagnostics> {
         let body = DeviceGroupCreate {
-            name: plan.name,
-            description: plan.description.unwrap_or_default(),
-            parent_id: plan.parent_id,
-            tags: plan.tags.unwrap_or_default(),
+            name: plan.name.clone(),
+            description: plan.description.clone().unwrap_or_default(),
+            parent_id: plan.parent_id.clone(),
+            tags: plan.tags.clone().unwrap_or_default(),
+            query: plan.query.clone(),
+            config: parse_config(plan.config.as_deref())?,
         };
         let g: ApiGroup = client
             .post("/v1/device-groups", &body)
             .await
             .map_err(|e| api_diag("Could not create device group", e))?;
-        Ok(from_api(g))
+        Ok(from_api(g, plan.config.as_deref()))
     }
 
     async fn read(&self, client: &Client, state: Model) -> Result<Option<Model>, Diagnostics> {
@@ -103,7 +133,7 @@ impl Resource<Client> for DeviceGroup {
             .get_opt(&format!("/v1/device-groups/{id}"))
             .await
             .map_err(|e| api_diag("Could not read device group", e))?;
-        Ok(g.map(from_api))
+        Ok(g.map(|g| from_api(g, state.config.as_deref())))
     }
 
     async fn update(
@@ -115,17 +145,19 @@ impl Resource<Client> for DeviceGroup {
     ) -> Result<Model, Diagnostics> {
         let id = prior.id.unwrap_or_default();
         let body = DeviceGroupUpdate {
-            name: plan.name,
-            description: plan.description.unwrap_or_default(),
-            parent_id: plan.parent_id,
-            tags: plan.tags.unwrap_or_default(),
+            name: plan.name.clone(),
+            description: plan.description.clone().unwrap_or_default(),
+            parent_id: plan.parent_id.clone(),
+            tags: plan.tags.clone().unwrap_or_default(),
+            query: plan.query.clone(),
+            config: parse_config(plan.config.as_deref())?,
             version: prior.version.unwrap_or_default(),
         };
         let g: ApiGroup = client
             .put(&format!("/v1/device-groups/{id}"), &body)
             .await
             .map_err(|e| api_diag("Could not update device group", e))?;
-        Ok(from_api(g))
+        Ok(from_api(g, plan.config.as_deref()))
     }
 
     async fn delete(&self, client: &Client, state: Model) -> Result<(), Diagnostics> {
@@ -152,13 +184,21 @@ impl Resource<Client> for DeviceGroup {
     }
 }
 
-fn from_api(g: ApiGroup) -> Model {
+/// `known` is the JSON text Terraform holds for `config`; when it means the
+/// same object as fleetd's, it is kept verbatim so formatting never shows
+/// as a change.
+fn from_api(g: ApiGroup, known: Option<&str>) -> Model {
+    let config = Value::Object(g.config);
     Model {
         id: Some(g.id),
         name: g.name,
         description: Some(g.description),
         parent_id: g.parent_id,
         tags: Some(g.tags),
+        query: g.query,
+        config: Some(json_text(&config, known)),
+        effective_config: Some(canonical_json(&Value::Object(g.effective_config))),
+        device_count: Some(g.device_count),
         path: Some(g.path),
         version: Some(g.version),
     }

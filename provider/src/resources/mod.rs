@@ -42,3 +42,52 @@ pub fn api_diag(action: &str, e: ClientError) -> Diagnostics {
         other => Diagnostic::error(action.to_string(), other.to_string()).into(),
     }
 }
+
+/// Validates that a string attribute holds a JSON object.
+pub fn json_object() -> crate::tfplugin::schema::Validator {
+    crate::tfplugin::validators::string(|s| match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err("must be a JSON object, e.g. jsonencode({ sample_rate = 60 })".into()),
+        Err(e) => Err(format!("is not valid JSON: {e}")),
+    })
+}
+
+/// Parses a JSON-object attribute for the API (validated at plan already).
+pub fn parse_config(
+    s: Option<&str>,
+) -> Result<serde_json::Map<String, serde_json::Value>, Diagnostics> {
+    match serde_json::from_str::<serde_json::Value>(s.unwrap_or("{}")) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => {
+            Err(Diagnostic::error("Invalid JSON object", "the value must be a JSON object").into())
+        }
+    }
+}
+
+/// Compact JSON with object keys sorted: one text per meaning.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    fn sort(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let sorted: std::collections::BTreeMap<_, _> =
+                    m.iter().map(|(k, v)| (k.clone(), sort(v))).collect();
+                serde_json::Value::Object(sorted.into_iter().collect())
+            }
+            serde_json::Value::Array(xs) => serde_json::Value::Array(xs.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sort(v)).unwrap_or_default()
+}
+
+/// The JSON text to keep in state for `value`: `known` (what the
+/// configuration or state already says) when it means the same JSON, else
+/// the canonical text. This is semantic equality for JSON attributes.
+pub fn json_text(value: &serde_json::Value, known: Option<&str>) -> String {
+    if let Some(k) = known {
+        if serde_json::from_str::<serde_json::Value>(k).ok().as_ref() == Some(value) {
+            return k.to_string();
+        }
+    }
+    canonical_json(value)
+}

@@ -186,6 +186,30 @@ pub fn encode<M: Serialize>(m: &M, ty: &Type) -> Result<Value, Diagnostics> {
     })
 }
 
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::String(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Self {
+        Value::Number(Number::from_i64(n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,29 +253,5 @@ mod tests {
         let j = serde_json::json!({"id": "x", "n": 1, "tags": {}, "old": true});
         assert!(from_json(&j, &ty(), false).unwrap_err().contains("old"));
         assert!(from_json(&j, &ty(), true).is_ok());
-    }
-}
-
-impl From<&str> for Value {
-    fn from(s: &str) -> Self {
-        Value::String(s.to_string())
-    }
-}
-
-impl From<String> for Value {
-    fn from(s: String) -> Self {
-        Value::String(s)
-    }
-}
-
-impl From<bool> for Value {
-    fn from(b: bool) -> Self {
-        Value::Bool(b)
-    }
-}
-
-impl From<i64> for Value {
-    fn from(n: i64) -> Self {
-        Value::Number(Number::from_i64(n))
     }
 }

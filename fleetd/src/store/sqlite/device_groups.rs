@@ -7,17 +7,22 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
+use serde_json::{Map, Value};
+
 use super::audit::{self, Change};
-use super::time;
+use super::fleet::{json_col, list_names, record, still_referenced};
+use super::{membership, time};
 use crate::domain::group::{self, ParentLookup};
+use crate::domain::rollout;
 use crate::domain::FieldError;
 use crate::store::{Actor, AuditAction, DeviceGroup, DeviceGroupSpec, ObjectKind, StoreError};
 
 const KIND: ObjectKind = ObjectKind::DeviceGroup;
 
 const SELECT: &str =
-    "SELECT id, name, description, parent_id, tags, created_at, updated_at, version
-                        FROM device_groups";
+    "SELECT id, name, description, parent_id, tags, created_at, updated_at, version, query,
+            config
+       FROM device_groups";
 
 /// Guard against walking forever should the table ever contain a cycle
 /// (writes refuse them, but a hand-edited database might not).
@@ -38,7 +43,18 @@ pub(super) fn list(
     let rows = stmt
         .query_map(params![after, i64::from(limit)], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter().map(|g| with_path(conn, g)).collect()
+    // One device scan for the whole page rather than one per group.
+    let queries: Vec<(String, Option<String>)> = rows
+        .iter()
+        .map(|g| (g.id.clone(), g.query.clone()))
+        .collect();
+    let counts = membership::device_counts(conn, &queries)?;
+    rows.into_iter()
+        .map(|mut g| {
+            g.device_count = counts.get(&g.id).copied().unwrap_or(0);
+            with_hierarchy(conn, g)
+        })
+        .collect()
 }
 
 pub(super) fn create(
@@ -56,8 +72,9 @@ pub(super) fn create(
     let now = time::to_text(now);
     conn.prepare_cached(
         "INSERT INTO device_groups
-             (id, name, description, parent_id, tags, created_at, updated_at, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)",
+             (id, name, description, parent_id, tags, created_at, updated_at, version, query,
+              config)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7, ?8)",
     )?
     .execute(params![
         id,
@@ -65,7 +82,9 @@ pub(super) fn create(
         spec.description,
         spec.parent_id,
         tags_json(&spec.tags)?,
-        now
+        now,
+        spec.query,
+        config_json(&spec.config)?
     ])
     .map_err(|e| name_conflict_or(e, conn, spec))?;
     audit::record(
@@ -103,7 +122,7 @@ pub(super) fn update(
     conn.prepare_cached(
         "UPDATE device_groups
             SET name = ?1, description = ?2, parent_id = ?3, tags = ?4,
-                updated_at = ?5, version = ?6
+                updated_at = ?5, version = ?6, query = ?9, config = ?10
           WHERE id = ?7 AND version = ?8",
     )?
     .execute(params![
@@ -114,7 +133,9 @@ pub(super) fn update(
         now,
         next,
         id,
-        current.version
+        current.version,
+        spec.query,
+        config_json(&spec.config)?
     ])
     .map_err(|e| name_conflict_or(e, conn, spec))?;
     audit::record(
@@ -160,12 +181,19 @@ pub(super) fn delete(
             ),
         });
     }
+    check_not_in_use(conn, &current)?;
+    let now = time::to_text(now);
+    release_members(conn, actor, &now, id)?;
+    // Finished rollouts may still name the group; their rollout_targets
+    // rows go with it (ON DELETE CASCADE) and their target_group_ids keep
+    // the id as history.
     conn.prepare_cached("DELETE FROM device_groups WHERE id = ?1")?
-        .execute([id])?;
+        .execute([id])
+        .map_err(|e| still_referenced(e, KIND, &current.path, id))?;
     audit::record(
         conn,
         actor,
-        &time::to_text(now),
+        &now,
         Change {
             action: AuditAction::Delete,
             kind: KIND,
@@ -182,7 +210,7 @@ fn find(conn: &Connection, id: &str) -> Result<Option<DeviceGroup>, StoreError> 
         .prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
         .query_row([id], from_row)
         .optional()?;
-    row.map(|g| with_path(conn, g)).transpose()
+    row.map(|g| complete(conn, g)).transpose()
 }
 
 fn not_found(id: &str) -> StoreError {
@@ -347,33 +375,138 @@ fn name_conflict_or(err: rusqlite::Error, conn: &Connection, spec: &DeviceGroupS
     }
 }
 
-/// `(id, name)` from `id` up to its root, `id` first.
-fn chain(conn: &Connection, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+/// `(name, config)` from `id` up to its root, `id` first.
+fn chain(conn: &Connection, id: &str) -> Result<Vec<(String, Map<String, Value>)>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "WITH RECURSIVE chain (id, parent_id, name, depth) AS (
-             SELECT id, parent_id, name, 0 FROM device_groups WHERE id = ?1
+        "WITH RECURSIVE chain (id, parent_id, name, config, depth) AS (
+             SELECT id, parent_id, name, config, 0 FROM device_groups WHERE id = ?1
              UNION ALL
-             SELECT g.id, g.parent_id, g.name, c.depth + 1
+             SELECT g.id, g.parent_id, g.name, g.config, c.depth + 1
                FROM device_groups g JOIN chain c ON g.id = c.parent_id
               WHERE c.depth < ?2
          )
-         SELECT id, name FROM chain ORDER BY depth",
+         SELECT name, config FROM chain ORDER BY depth",
     )?;
-    let rows = stmt.query_map(params![id, MAX_DEPTH], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(params![id, MAX_DEPTH], |r| {
+        Ok((r.get(0)?, json_col::<Map<String, Value>>(r, 1)?))
+    })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-fn with_path(conn: &Connection, mut g: DeviceGroup) -> Result<DeviceGroup, StoreError> {
-    let names: Vec<String> = chain(conn, &g.id)?
-        .into_iter()
-        .rev()
-        .map(|(_, n)| n)
-        .collect();
+/// Fills in what is computed from other rows: the path and effective
+/// config from the chain of ancestors, and the device count.
+fn complete(conn: &Connection, mut g: DeviceGroup) -> Result<DeviceGroup, StoreError> {
+    g.device_count = membership::device_count(conn, &g.id, g.query.as_deref())?;
+    with_hierarchy(conn, g)
+}
+
+fn with_hierarchy(conn: &Connection, mut g: DeviceGroup) -> Result<DeviceGroup, StoreError> {
+    let mut chain = chain(conn, &g.id)?;
+    chain.reverse();
+    let names: Vec<&str> = chain.iter().map(|(n, _)| n.as_str()).collect();
     g.path = group::path(&names);
+    g.effective_config = group::effective_config(chain.iter().map(|(_, c)| c));
     Ok(g)
 }
 
-/// Maps a row of [`SELECT`]; `path` is filled in by [`with_path`].
+/// A group cannot go while policies are attached to it or an unfinished
+/// rollout targets it: either would silently change what devices are
+/// allowed to do or receive.
+fn check_not_in_use(conn: &Connection, g: &DeviceGroup) -> Result<(), StoreError> {
+    let attachments: Vec<String> = conn
+        .prepare_cached(
+            "SELECT a.id FROM policy_attachments a WHERE a.group_id = ?1 ORDER BY a.id LIMIT 5",
+        )?
+        .query_map([&g.id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !attachments.is_empty() {
+        let total: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM policy_attachments WHERE group_id = ?1")?
+            .query_row([&g.id], |r| r.get(0))?;
+        return Err(StoreError::Conflict {
+            field: None,
+            message: format!(
+                "device group {:?} ({}) still has {total} polic{} attached (attachment{} {}); \
+                 delete the attachments first",
+                g.path,
+                g.id,
+                if total == 1 { "y" } else { "ies" },
+                if total == 1 { "" } else { "s" },
+                list_names(&attachments, total)
+            ),
+        });
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.name, r.status FROM rollout_targets t JOIN rollouts r ON r.id = t.rollout_id
+          WHERE t.group_id = ?1 ORDER BY r.id",
+    )?;
+    let active: Vec<String> = stmt
+        .query_map([&g.id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|(_, status)| !rollout::is_terminal_status(status))
+        .map(|(name, status)| format!("{name} ({status})"))
+        .collect();
+    if !active.is_empty() {
+        let total = active.len() as i64;
+        let shown: Vec<String> = active.into_iter().take(5).collect();
+        return Err(StoreError::Conflict {
+            field: None,
+            message: format!(
+                "device group {:?} ({}) is targeted by {total} unfinished rollout{}: {}; cancel or \
+                 delete {} first",
+                g.path,
+                g.id,
+                if total == 1 { "" } else { "s" },
+                list_names(&shown, total),
+                if total == 1 { "it" } else { "them" }
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Static members leave the group with it; their device version goes up
+/// (with an audit row each) since their `group_ids` change.
+fn release_members(
+    conn: &Connection,
+    actor: &Actor,
+    now: &str,
+    group_id: &str,
+) -> Result<(), StoreError> {
+    let members: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT d.id, d.version FROM devices d JOIN device_group_members m
+                 ON m.device_id = d.id
+              WHERE m.group_id = ?1",
+        )?
+        .query_map([group_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut bump = conn.prepare_cached(
+        "UPDATE devices SET version = version + 1, updated_at = ?1 WHERE id = ?2",
+    )?;
+    for (device_id, version) in members {
+        bump.execute(params![now, device_id])?;
+        record(
+            conn,
+            actor,
+            now,
+            AuditAction::Update,
+            ObjectKind::Device,
+            &device_id,
+            Some(version),
+            Some(version + 1),
+        )?;
+    }
+    conn.prepare_cached("DELETE FROM device_group_members WHERE group_id = ?1")?
+        .execute([group_id])?;
+    Ok(())
+}
+
+/// Maps a row of [`SELECT`]; computed fields are filled in by
+/// [`complete`].
 fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
     let tags: String = r.get(4)?;
     Ok(DeviceGroup {
@@ -388,7 +521,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
         created_at: time::parse(&r.get::<_, String>(5)?)?,
         updated_at: time::parse(&r.get::<_, String>(6)?)?,
         version: r.get(7)?,
+        query: r.get(8)?,
+        config: json_col(r, 9)?,
+        effective_config: Map::new(),
+        device_count: 0,
     })
+}
+
+fn config_json(config: &Map<String, Value>) -> Result<String, StoreError> {
+    serde_json::to_string(config).map_err(StoreError::backend)
 }
 
 fn tags_json(tags: &BTreeMap<String, String>) -> Result<String, StoreError> {

@@ -15,11 +15,23 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "device_groups",
-    sql: include_str!("migrations/0001_device_groups.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "device_groups",
+        sql: include_str!("migrations/0001_device_groups.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "fleet",
+        sql: include_str!("migrations/0002_fleet.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "pki",
+        sql: include_str!("migrations/0003_pki.sql"),
+    },
+];
 
 /// The schema version this build writes.
 pub(super) fn latest_version() -> i64 {

@@ -9,9 +9,14 @@
 
 mod audit;
 mod device_groups;
+mod devices;
+mod firmware;
 mod fleet;
-mod pki;
+mod membership;
 mod migrations;
+mod pki;
+mod policies;
+mod rollouts;
 mod time;
 
 use std::path::Path;
@@ -24,7 +29,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::{
-    Actor, AuditEvent, DeviceGroup, DeviceGroupSpec, ObjectKind, SqliteLocation, GroupStore, StoreError,
+    Actor, AuditEvent, DeviceGroup, DeviceGroupSpec, GroupStore, ObjectKind, SqliteLocation,
+    StoreError,
 };
 
 /// SQLite-backed [`Store`].
@@ -144,7 +150,7 @@ impl GroupStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<DeviceGroup>, StoreError> {
         let after = after.map(str::to_owned);
-        let limit = limit.min(super::MAX_PAGE_SIZE);
+        let limit = limit.min(super::MAX_PAGE_SIZE + 1);
         self.call(move |conn| device_groups::list(conn, after.as_deref(), limit))
             .await
     }
