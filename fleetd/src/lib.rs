@@ -14,7 +14,9 @@ pub mod api;
 pub mod atomic_file;
 pub mod cli;
 pub mod config;
-pub mod domain;
+/// The pure fleet rules live in their own crate so the Terraform provider
+/// validates at plan time with exactly the rules fleetd enforces.
+pub use fleet_domain as domain;
 pub mod keystore;
 pub mod logging;
 pub mod server;

@@ -64,7 +64,7 @@ impl FieldError {
 }
 
 /// Builds `list[index]` field paths.
-pub(crate) fn indexed(list: &str, index: usize) -> String {
+pub fn indexed(list: &str, index: usize) -> String {
     format!("{list}[{index}]")
 }
 
@@ -77,7 +77,7 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Names end up in group paths (`prod/meters`), policy resource patterns and
 /// log lines, so anything that needs quoting there (`/`, spaces, `*`, `$`,
 /// braces) is refused up front rather than escaped everywhere later.
-pub(crate) fn check_name(field: &str, value: &str, max_len: usize) -> Result<(), FieldError> {
+pub fn check_name(field: &str, value: &str, max_len: usize) -> Result<(), FieldError> {
     if value.is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
     }
