@@ -9,7 +9,7 @@ mod common;
 
 use common::{assert_error, send, TestServer};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};

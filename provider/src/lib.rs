@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod data_sources;
+pub mod ephemeral_resources;
 pub mod provider;
 pub mod resources;
 pub mod tfplugin;

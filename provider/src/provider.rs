@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::client::Client;
 use crate::resources;
 use crate::tfplugin::{
-    validators, AnyDataSource, AnyResource, Attribute, Block, Diagnostic, Diagnostics, Schema,
+    validators, AnyDataSource, AnyEphemeralResource, AnyResource, Attribute, Block, Diagnostic, Diagnostics, Schema,
 };
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8470";
@@ -98,5 +98,9 @@ impl crate::tfplugin::Provider for FleetProvider {
 
     fn data_sources(&self) -> Vec<Arc<dyn AnyDataSource<Client>>> {
         crate::data_sources::all()
+    }
+
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn AnyEphemeralResource<Client>>> {
+        crate::ephemeral_resources::all()
     }
 }

@@ -115,6 +115,20 @@ pub trait DataSource<C: Send + Sync + 'static>: Send + Sync + 'static {
     async fn read(&self, client: &C, config: Self::Model) -> Result<Self::Model, Diagnostics>;
 }
 
+/// An ephemeral resource (Terraform ≥ 1.10): opened during plan or apply,
+/// its result handed to other configuration and never stored in state or
+/// plan. Suited to secrets such as freshly issued keys.
+#[async_trait]
+pub trait EphemeralResource<C: Send + Sync + 'static>: Send + Sync + 'static {
+    type Model: Serialize + DeserializeOwned + Send + Sync;
+
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    fn validate(&self, _config: &Value, _diags: &mut Diagnostics) {}
+    /// Produces the result from the configuration.
+    async fn open(&self, client: &C, config: Self::Model) -> Result<Self::Model, Diagnostics>;
+}
+
 /// The provider itself: its configuration schema and how a configuration
 /// becomes the client every resource uses.
 #[async_trait]
@@ -130,6 +144,9 @@ pub trait Provider: Send + Sync + 'static {
     ) -> Result<Self::Client, Diagnostics>;
     fn resources(&self) -> Vec<Arc<dyn AnyResource<Self::Client>>>;
     fn data_sources(&self) -> Vec<Arc<dyn AnyDataSource<Self::Client>>>;
+    fn ephemeral_resources(&self) -> Vec<Arc<dyn AnyEphemeralResource<Self::Client>>> {
+        Vec::new()
+    }
 }
 
 /// Value-level face of a resource, driven by the protocol server.
@@ -263,6 +280,32 @@ impl<C: Send + Sync + 'static, D: DataSource<C>> AnyDataSource<C> for D {
     }
     async fn read(&self, client: &C, config: &Value, ty: &Type) -> Result<Value, Diagnostics> {
         let m = DataSource::read(self, client, model::decode(config)?).await?;
+        model::encode(&m, ty)
+    }
+}
+
+/// Value-level face of an ephemeral resource.
+#[async_trait]
+pub trait AnyEphemeralResource<C>: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    fn validate(&self, config: &Value, diags: &mut Diagnostics);
+    async fn open(&self, client: &C, config: &Value, ty: &Type) -> Result<Value, Diagnostics>;
+}
+
+#[async_trait]
+impl<C: Send + Sync + 'static, E: EphemeralResource<C>> AnyEphemeralResource<C> for E {
+    fn type_name(&self) -> &'static str {
+        EphemeralResource::type_name(self)
+    }
+    fn schema(&self) -> Schema {
+        EphemeralResource::schema(self)
+    }
+    fn validate(&self, config: &Value, diags: &mut Diagnostics) {
+        EphemeralResource::validate(self, config, diags)
+    }
+    async fn open(&self, client: &C, config: &Value, ty: &Type) -> Result<Value, Diagnostics> {
+        let m = EphemeralResource::open(self, client, model::decode(config)?).await?;
         model::encode(&m, ty)
     }
 }

@@ -23,6 +23,8 @@ pub mod validators;
 pub mod value;
 
 pub use diag::{AttrPath, Diagnostic, Diagnostics};
-pub use framework::{AnyDataSource, AnyResource, DataSource, PlanChange, Provider, Resource};
+pub use framework::{
+    AnyDataSource, AnyEphemeralResource, AnyResource, DataSource, EphemeralResource, PlanChange, Provider, Resource,
+};
 pub use schema::{Attribute, Block, NestedBlock, Schema};
 pub use value::{Type, Value};

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, decode, encode};
 use super::diag::{AttrPath, Diagnostic, Diagnostics};
-use super::framework::{AnyDataSource, AnyResource, PlanChange, Provider};
+use super::framework::{AnyDataSource, AnyEphemeralResource, AnyResource, PlanChange, Provider};
 use super::model;
 use super::plan;
 use super::schema::{Block, Nesting, Presence, Schema};
@@ -33,6 +33,7 @@ pub struct ProviderService<P: Provider> {
     provider_ty: Type,
     resources: BTreeMap<String, Entry<dyn AnyResource<P::Client>>>,
     data_sources: BTreeMap<String, Entry<dyn AnyDataSource<P::Client>>>,
+    ephemeral: BTreeMap<String, Entry<dyn AnyEphemeralResource<P::Client>>>,
     client: RwLock<Option<Arc<P::Client>>>,
 }
 
@@ -60,7 +61,17 @@ impl<P: Provider> ProviderService<P> {
                 (imp.type_name().to_string(), Entry { imp, schema, ty })
             })
             .collect();
+        let ephemeral = provider
+            .ephemeral_resources()
+            .into_iter()
+            .map(|imp| {
+                let schema = imp.schema();
+                let ty = schema.object_type();
+                (imp.type_name().to_string(), Entry { imp, schema, ty })
+            })
+            .collect();
         ProviderService {
+            ephemeral,
             provider,
             provider_schema,
             provider_ty,
@@ -94,6 +105,16 @@ impl<P: Provider> ProviderService<P> {
             Diagnostic::error(
                 "Unknown data source",
                 format!("this provider has no data source {name:?}"),
+            )
+            .into()
+        })
+    }
+
+    fn ephemeral(&self, name: &str) -> Result<&Entry<dyn AnyEphemeralResource<P::Client>>, Diagnostics> {
+        self.ephemeral.get(name).ok_or_else(|| {
+            Diagnostic::error(
+                "Unknown ephemeral resource type",
+                format!("this provider has no ephemeral resource type {name:?}"),
             )
             .into()
         })
@@ -218,6 +239,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 .collect(),
             data_source_schemas: self
                 .data_sources
+                .iter()
+                .map(|(k, e)| (k.clone(), convert::schema(&e.schema)))
+                .collect(),
+            ephemeral_resource_schemas: self
+                .ephemeral
                 .iter()
                 .map(|(k, e)| (k.clone(), convert::schema(&e.schema)))
                 .collect(),
@@ -602,6 +628,64 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 r.diagnostics = d
             }),
         }
+    }
+
+    async fn validate_ephemeral_resource_config(
+        &self,
+        req: Request<pb::validate_ephemeral_resource_config::Request>,
+    ) -> Rpc<pb::validate_ephemeral_resource_config::Response> {
+        let req = req.into_inner();
+        let mut diags = Diagnostics::new();
+        match self
+            .ephemeral(&req.type_name)
+            .and_then(|e| decode(req.config.as_ref(), &e.ty, "configuration").map(|c| (e, c)))
+        {
+            Ok((e, cfg)) => {
+                validate_block(&e.schema.block, &cfg, &AttrPath::default(), &mut diags);
+                e.imp.validate(&cfg, &mut diags);
+            }
+            Err(d) => diags.extend(d),
+        }
+        Ok(Response::new(pb::validate_ephemeral_resource_config::Response {
+            diagnostics: convert::diagnostics(&diags),
+        }))
+    }
+
+    async fn open_ephemeral_resource(
+        &self,
+        req: Request<pb::open_ephemeral_resource::Request>,
+    ) -> Rpc<pb::open_ephemeral_resource::Response> {
+        let req = req.into_inner();
+        let result = async {
+            let e = self.ephemeral(&req.type_name)?;
+            let config = decode(req.config.as_ref(), &e.ty, "configuration")?;
+            let client = self.client()?;
+            let v = e.imp.open(&client, &config, &e.ty).await?;
+            encode(&v, &e.ty)
+        }
+        .await;
+        match result {
+            Ok(v) => Ok(Response::new(pb::open_ephemeral_resource::Response {
+                result: Some(v),
+                ..Default::default()
+            })),
+            Err(d) => fail(d, |r: &mut pb::open_ephemeral_resource::Response, d| r.diagnostics = d),
+        }
+    }
+
+    async fn renew_ephemeral_resource(
+        &self,
+        _: Request<pb::renew_ephemeral_resource::Request>,
+    ) -> Rpc<pb::renew_ephemeral_resource::Response> {
+        // We never ask for renewal (no renew_at), so there is nothing to do.
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn close_ephemeral_resource(
+        &self,
+        _: Request<pb::close_ephemeral_resource::Request>,
+    ) -> Rpc<pb::close_ephemeral_resource::Response> {
+        Ok(Response::new(Default::default()))
     }
 
     async fn stop_provider(
