@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 /// request, and only when fleetd generated the key** (no `csr_pem`). fleetd
 /// does not store it: it cannot be read again, and a lost key means issuing
 /// a new certificate. Prefer `csr_pem`, so the key never leaves the device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// `Debug` never prints the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Certificate {
     /// Server-assigned identifier (a UUID).
     #[schema(example = "01939f5e-8a3c-7c4e-9d1a-2f4b6c8d0e1f")]
@@ -64,6 +65,28 @@ pub struct Certificate {
     pub updated_at: String,
     /// Optimistic-concurrency version: 1 on creation, +1 on every update.
     pub version: i64,
+}
+
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("id", &self.id)
+            .field("ca_id", &self.ca_id)
+            .field("device_id", &self.device_id)
+            .field("common_name", &self.common_name)
+            .field("key_algorithm", &self.key_algorithm)
+            .field("status", &self.status)
+            .field("revocation_reason", &self.revocation_reason)
+            .field("serial", &self.serial)
+            .field("fingerprint", &self.fingerprint)
+            .field("not_after", &self.not_after)
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Body of `POST /v1/certificates`: issues a certificate.
@@ -148,6 +171,9 @@ mod tests {
         assert_eq!(v["private_key_pem"], "KEY");
         let back: Certificate = serde_json::from_value(v).unwrap();
         assert_eq!(back.private_key_pem.as_deref(), Some("KEY"));
+        let debug = format!("{back:?}");
+        assert!(!debug.contains("KEY\""), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
     }
 
     #[test]

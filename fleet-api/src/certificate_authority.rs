@@ -61,7 +61,9 @@ pub struct CertificateAuthority {
 /// optional) or **imported** (`certificate_pem` and `private_key_pem`
 /// together; then `common_name`, `organization`, `key_algorithm` and
 /// `validity_days` must be left out, they come from the certificate).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+///
+/// `Debug` never prints `private_key_pem`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateAuthorityCreate {
     /// 1–128 characters: letters, digits, `-`, `_`, `.`; starting with a
@@ -94,6 +96,24 @@ pub struct CertificateAuthorityCreate {
     pub private_key_pem: Option<String>,
 }
 
+impl std::fmt::Debug for CertificateAuthorityCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthorityCreate")
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("common_name", &self.common_name)
+            .field("organization", &self.organization)
+            .field("key_algorithm", &self.key_algorithm)
+            .field("validity_days", &self.validity_days)
+            .field("certificate_pem", &self.certificate_pem)
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
 /// Body of `PUT /v1/certificate-authorities/{id}`: only the name and the
 /// description can change; everything else requires a new CA.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -123,6 +143,18 @@ mod tests {
             err.to_string().contains("unknown field `key_size`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn debug_redacts_the_private_key() {
+        let c = CertificateAuthorityCreate {
+            name: "root".into(),
+            private_key_pem: Some("-----BEGIN PRIVATE KEY-----\nSECRET".into()),
+            ..Default::default()
+        };
+        let debug = format!("{c:?}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        assert!(!debug.contains("SECRET"), "{debug}");
     }
 
     #[test]

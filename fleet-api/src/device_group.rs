@@ -25,6 +25,10 @@ pub struct DeviceGroup {
     pub parent_id: Option<String>,
     /// Arbitrary key/value labels.
     pub tags: BTreeMap<String, String>,
+    /// Names from the root down to this group joined by `/`, e.g.
+    /// `prod/meters`. Computed: renaming or moving an ancestor changes it.
+    #[schema(example = "prod/meters")]
+    pub path: String,
     /// Dynamic membership: devices matching this expression over device
     /// fields and attributes are members in addition to the static ones,
     /// e.g. `hardware == "m1" and attr.region == "eu"`. `null` when unset.
@@ -41,10 +45,6 @@ pub struct DeviceGroup {
     /// matching `query`, each counted once. Subgroups are not included.
     #[schema(example = 42)]
     pub device_count: i64,
-    /// Names from the root down to this group joined by `/`, e.g.
-    /// `prod/meters`. Computed: renaming or moving an ancestor changes it.
-    #[schema(example = "prod/meters")]
-    pub path: String,
     /// Creation time (RFC 3339, UTC).
     #[schema(example = "2025-01-31T12:00:00.000Z")]
     pub created_at: String,

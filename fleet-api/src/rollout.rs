@@ -86,8 +86,8 @@ pub struct Rollout {
     pub name: String,
     /// The release being rolled out. Fixed for the rollout's life.
     pub firmware_id: String,
-    /// Groups whose devices (static and dynamic members) are targeted, in
-    /// the order given.
+    /// Groups whose devices (static and dynamic members, subgroups
+    /// included) are targeted, in the order given.
     pub target_group_ids: Vec<String>,
     /// Empty when `rate` is set.
     pub phases: Vec<RolloutPhase>,

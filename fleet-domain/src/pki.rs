@@ -776,14 +776,15 @@ impl CertificateStatus {
 }
 
 /// A requested status change, validated on its own: `revocation_reason`
-/// goes with `revoked` only (defaulting to `unspecified`).
+/// goes with `revoked` only. `(Revoked, None)` means "no reason given":
+/// `unspecified` for a certificate being revoked now, and whatever reason
+/// it already has for one that is already revoked.
 pub fn status_change(
     status: &str,
     revocation_reason: Option<&str>,
 ) -> Result<(CertificateStatus, Option<RevocationReason>), FieldError> {
     let status = CertificateStatus::parse("status", status)?;
     match (status, revocation_reason) {
-        (CertificateStatus::Revoked, None) => Ok((status, Some(RevocationReason::Unspecified))),
         (CertificateStatus::Revoked, Some(r)) => Ok((
             status,
             Some(RevocationReason::parse("revocation_reason", r)?),
@@ -801,7 +802,8 @@ pub fn status_change(
 
 /// Whether a stored certificate in `from` may move to `to`. Revocation is
 /// terminal: a revoked certificate stays revoked, with the reason it was
-/// revoked for (an identical request is accepted as a no-op).
+/// revoked for (asking for the same reason, or none, is accepted as a
+/// no-op).
 pub fn check_status_transition(
     from: (CertificateStatus, Option<RevocationReason>),
     to: (CertificateStatus, Option<RevocationReason>),
@@ -1677,10 +1679,7 @@ mod tests {
     fn certificate_status_changes() {
         use CertificateStatus::*;
         assert_eq!(status_change("active", None), Ok((Active, None)));
-        assert_eq!(
-            status_change("revoked", None),
-            Ok((Revoked, Some(RevocationReason::Unspecified)))
-        );
+        assert_eq!(status_change("revoked", None), Ok((Revoked, None)));
         assert_eq!(
             status_change("revoked", Some("key_compromise")),
             Ok((Revoked, Some(RevocationReason::KeyCompromise)))
@@ -1707,6 +1706,7 @@ mod tests {
         assert!(check_status_transition((Inactive, None), (Active, None)).is_ok());
         assert!(check_status_transition((Active, None), (Revoked, kc)).is_ok());
         assert!(check_status_transition((Revoked, kc), (Revoked, kc)).is_ok());
+        assert!(check_status_transition((Revoked, kc), (Revoked, None)).is_ok());
         let e = check_status_transition((Revoked, kc), (Active, None)).unwrap_err();
         assert_eq!(e.field, "status");
         assert!(

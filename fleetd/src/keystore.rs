@@ -223,7 +223,7 @@ impl MasterKey {
 /// The id of the master key a blob was sealed with (as in
 /// [`MasterKey::id`]), if the blob is in a known format.
 pub fn sealed_key_id(sealed: &[u8]) -> Option<String> {
-    (sealed.first() == Some(&FORMAT_V1) && sealed.len() >= 1 + KEY_ID_LEN)
+    (sealed.first() == Some(&FORMAT_V1) && sealed.len() > KEY_ID_LEN)
         .then(|| hex::encode(&sealed[1..1 + KEY_ID_LEN]))
 }
 

@@ -455,7 +455,7 @@ async fn certificates_for_devices_and_list_filters() {
         )
         .await
         .unwrap();
-    assert_eq!(ids(by_device), [c2.id.clone()]);
+    assert_eq!(ids(by_device), [c2.id]);
 }
 
 #[tokio::test]
@@ -579,10 +579,7 @@ async fn enrollments_check_ca_group_and_name() {
     assert_eq!(e2.version, 2);
     assert_eq!(e2.max_devices, None);
     assert!(e2.allowed_hardware.is_empty());
-    assert_eq!(
-        store.list_enrollments(None, 10).await.unwrap(),
-        [e2.clone()]
-    );
+    assert_eq!(store.list_enrollments(None, 10).await.unwrap(), [e2]);
     assert!(matches!(
         store.delete_enrollment(&actor, &e.id, Some(1)).await,
         Err(StoreError::VersionConflict { .. })

@@ -14,6 +14,7 @@ fn spec(name: &str, parent: Option<&str>) -> DeviceGroupSpec {
         description: String::new(),
         parent_id: parent.map(str::to_owned),
         tags: BTreeMap::new(),
+        ..Default::default()
     }
 }
 
@@ -290,7 +291,7 @@ async fn the_file_is_wal_migrated_and_persistent() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2, 3]);
 }
 
 #[tokio::test]

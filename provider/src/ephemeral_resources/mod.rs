@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+pub mod fleet_device_credentials;
+
 use crate::client::Client;
 use crate::tfplugin::AnyEphemeralResource;
 
 pub fn all() -> Vec<Arc<dyn AnyEphemeralResource<Client>>> {
-    vec![]
+    vec![Arc::new(fleet_device_credentials::DeviceCredentials)]
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::{api_diag, canonical_json, json_object, json_text, parse_config};
 use crate::client::Client;
 use crate::tfplugin::{
-    validators, Attribute, Block, Diagnostics, Resource, Schema, Value as TfValue,
+    validators, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Resource, Schema,
+    Value as TfValue,
 };
 use serde_json::Value;
 
@@ -104,6 +105,19 @@ impl Resource<Client> for DeviceGroup {
                         .description("fleetd's object version, used for optimistic concurrency."),
                 ),
         )
+    }
+
+    /// The membership query is checked with fleetd's own parser, so a
+    /// syntax error fails the plan with its line and column.
+    fn validate(&self, config: &TfValue, diags: &mut Diagnostics) {
+        if let Some(q) = config.attr("query").and_then(TfValue::as_str) {
+            if let Err(e) = fleet_domain::query::parse(q) {
+                diags.push(
+                    Diagnostic::error("Invalid device query", e.to_string())
+                        .at(AttrPath::root("query")),
+                );
+            }
+        }
     }
 
     async fn create(

@@ -5,10 +5,28 @@ use std::sync::Arc;
 use crate::client::{Client, ClientError};
 use crate::tfplugin::{AnyResource, AttrPath, Diagnostic, Diagnostics};
 
+pub mod fleet_certificate;
+pub mod fleet_certificate_authority;
+pub mod fleet_device;
 pub mod fleet_device_group;
+pub mod fleet_firmware;
+pub mod fleet_enrollment;
+pub mod fleet_firmware_rollout;
+pub mod fleet_policy;
+pub mod fleet_policy_attachment;
 
 pub fn all() -> Vec<Arc<dyn AnyResource<Client>>> {
-    vec![Arc::new(fleet_device_group::DeviceGroup)]
+    vec![
+        Arc::new(fleet_device_group::DeviceGroup),
+        Arc::new(fleet_device::Device),
+        Arc::new(fleet_policy::Policy),
+        Arc::new(fleet_policy_attachment::PolicyAttachment),
+        Arc::new(fleet_firmware::Firmware),
+        Arc::new(fleet_certificate_authority::CertificateAuthority),
+        Arc::new(fleet_certificate::Certificate),
+        Arc::new(fleet_enrollment::Enrollment),
+        Arc::new(fleet_firmware_rollout::FirmwareRollout),
+    ]
 }
 
 /// Turns a fleetd error into a diagnostic pointing at the attribute fleetd
@@ -41,6 +59,27 @@ pub fn api_diag(action: &str, e: ClientError) -> Diagnostics {
         }
         other => Diagnostic::error(action.to_string(), other.to_string()).into(),
     }
+}
+
+/// Re-aims diagnostics at paths Terraform can address: fleetd's wire name
+/// of a block list becomes the HCL block name (`statements[1]` →
+/// `statement[1]`), and an element of a set attribute (`group_ids[2]`)
+/// becomes the attribute, since set elements have no index.
+pub fn retarget(mut diags: Diagnostics, renames: &[(&str, &str)], sets: &[&str]) -> Diagnostics {
+    use crate::tfplugin::diag::Step;
+    for d in &mut diags.0 {
+        let Some(path) = &mut d.path else { continue };
+        let Some(Step::Attr(first)) = path.0.first_mut() else {
+            continue;
+        };
+        if let Some((_, to)) = renames.iter().find(|(from, _)| from == first) {
+            *first = to.to_string();
+        }
+        if sets.contains(&first.as_str()) {
+            path.0.truncate(1);
+        }
+    }
+    diags
 }
 
 /// Validates that a string attribute holds a JSON object.

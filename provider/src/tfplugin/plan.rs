@@ -13,7 +13,7 @@
 //!   marked so) is reported for replacement.
 
 use super::diag::AttrPath;
-use super::schema::{PlanModifier, Schema};
+use super::schema::{Block, PlanModifier, Schema};
 use super::value::Value;
 
 pub struct Planned {
@@ -75,6 +75,14 @@ pub fn plan(schema: &Schema, prior: &Value, proposed: &Value, config: &Value) ->
         }
     }
 
+    // Defaults of attributes inside nested blocks.
+    for b in &schema.block.blocks {
+        if let Some(pv) = planned.get_mut(&b.type_name) {
+            let cv = config.attr(&b.type_name).unwrap_or(&Value::Null);
+            block_defaults(&b.block, pv, cv);
+        }
+    }
+
     let mut requires_replace = Vec::new();
     if !creating {
         for a in &schema.block.attributes {
@@ -95,6 +103,33 @@ pub fn plan(schema: &Schema, prior: &Value, proposed: &Value, config: &Value) ->
     Planned {
         planned: Value::Object(planned),
         requires_replace,
+    }
+}
+
+/// Plans the defaults of a nested block's attributes, element by element
+/// (list and single blocks; set elements have no stable correspondence).
+fn block_defaults(block: &Block, planned: &mut Value, config: &Value) {
+    match (planned, config) {
+        (Value::List(ps), Value::List(cs)) => {
+            for (p, c) in ps.iter_mut().zip(cs) {
+                block_defaults(block, p, c);
+            }
+        }
+        (Value::Object(p), Value::Object(c)) => {
+            for a in &block.attributes {
+                if let Some(d) = &a.default {
+                    if c.get(&a.name).is_none_or(|v| v.is_null()) {
+                        p.insert(a.name.clone(), d.clone());
+                    }
+                }
+            }
+            for nb in &block.blocks {
+                if let (Some(pv), Some(cv)) = (p.get_mut(&nb.type_name), c.get(&nb.type_name)) {
+                    block_defaults(&nb.block, pv, cv);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -196,6 +231,31 @@ mod tests {
         assert_eq!(p.planned.attr("id"), Some(&s("1")));
         assert_eq!(p.planned.attr("path"), Some(&Value::Unknown));
         assert_eq!(p.requires_replace, vec![AttrPath::root("kind")]);
+    }
+
+    #[test]
+    fn nested_block_defaults_are_planned() {
+        use crate::tfplugin::schema::NestedBlock;
+        let schema = Schema::new(
+            0,
+            Block::new("t").block(NestedBlock::list(
+                "phase",
+                Block::new("p")
+                    .attr(Attribute::number("percent").required())
+                    .attr(Attribute::string("soak").default("0s")),
+            )),
+        );
+        let cfg = obj(&[(
+            "phase",
+            Value::List(vec![
+                obj(&[("percent", Value::from(10)), ("soak", s("1h"))]),
+                obj(&[("percent", Value::from(100)), ("soak", Value::Null)]),
+            ]),
+        )]);
+        let p = plan(&schema, &Value::Null, &cfg, &cfg);
+        let Some(Value::List(phases)) = p.planned.attr("phase").cloned() else { panic!() };
+        assert_eq!(phases[0].attr("soak"), Some(&s("1h")));
+        assert_eq!(phases[1].attr("soak"), Some(&s("0s")));
     }
 
     #[test]

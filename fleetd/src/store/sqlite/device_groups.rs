@@ -19,6 +19,9 @@ use crate::store::{Actor, AuditAction, DeviceGroup, DeviceGroupSpec, ObjectKind,
 
 const KIND: ObjectKind = ObjectKind::DeviceGroup;
 
+/// A group's desired device configuration.
+type Config = Map<String, Value>;
+
 const SELECT: &str =
     "SELECT id, name, description, parent_id, tags, created_at, updated_at, version, query,
             config
@@ -376,7 +379,7 @@ fn name_conflict_or(err: rusqlite::Error, conn: &Connection, spec: &DeviceGroupS
 }
 
 /// `(name, config)` from `id` up to its root, `id` first.
-fn chain(conn: &Connection, id: &str) -> Result<Vec<(String, Map<String, Value>)>, StoreError> {
+fn chain(conn: &Connection, id: &str) -> Result<Vec<(String, Config)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "WITH RECURSIVE chain (id, parent_id, name, config, depth) AS (
              SELECT id, parent_id, name, config, 0 FROM device_groups WHERE id = ?1
@@ -436,6 +439,23 @@ fn check_not_in_use(conn: &Connection, g: &DeviceGroup) -> Result<(), StoreError
             ),
         });
     }
+    let enrollments = enrollments_into(conn, &g.id)?;
+    if !enrollments.is_empty() {
+        let total = enrollments.len() as i64;
+        let shown: Vec<String> = enrollments.into_iter().take(5).collect();
+        return Err(StoreError::Conflict {
+            field: None,
+            message: format!(
+                "device group {:?} ({}) is the target of {total} enrollment{} ({}); delete or \
+                 retarget {} first",
+                g.path,
+                g.id,
+                if total == 1 { "" } else { "s" },
+                list_names(&shown, total),
+                if total == 1 { "it" } else { "them" }
+            ),
+        });
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT r.name, r.status FROM rollout_targets t JOIN rollouts r ON r.id = t.rollout_id
           WHERE t.group_id = ?1 ORDER BY r.id",
@@ -468,6 +488,25 @@ fn check_not_in_use(conn: &Connection, g: &DeviceGroup) -> Result<(), StoreError
     Ok(())
 }
 
+/// Names of the enrollments that register devices into `group_id`.
+/// Enrollments belong to the PKI area's migration; without that table
+/// there are none.
+fn enrollments_into(conn: &Connection, group_id: &str) -> Result<Vec<String>, StoreError> {
+    let names = conn
+        .prepare("SELECT name FROM enrollments WHERE group_id = ?1 ORDER BY name")
+        .and_then(|mut stmt| {
+            stmt.query_map([group_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        });
+    match names {
+        Ok(names) => Ok(names),
+        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Static members leave the group with it; their device version goes up
 /// (with an audit row each) since their `group_ids` change.
 fn release_members(
@@ -496,8 +535,7 @@ fn release_members(
             AuditAction::Update,
             ObjectKind::Device,
             &device_id,
-            Some(version),
-            Some(version + 1),
+            (Some(version), Some(version + 1)),
         )?;
     }
     conn.prepare_cached("DELETE FROM device_group_members WHERE group_id = ?1")?

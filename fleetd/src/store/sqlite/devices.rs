@@ -88,8 +88,7 @@ pub(super) fn create(
         AuditAction::Create,
         KIND,
         &id,
-        None,
-        Some(1),
+        (None, Some(1)),
     )?;
     get(conn, &id)
 }
@@ -133,8 +132,7 @@ pub(super) fn update(
         AuditAction::Update,
         KIND,
         id,
-        Some(current.version),
-        Some(next),
+        (Some(current.version), Some(next)),
     )?;
     get(conn, id)
 }
@@ -158,8 +156,7 @@ pub(super) fn delete(
         AuditAction::Delete,
         KIND,
         id,
-        Some(current.version),
-        None,
+        (Some(current.version), None),
     )
 }
 

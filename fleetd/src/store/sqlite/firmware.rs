@@ -81,8 +81,7 @@ pub(super) fn create(
         AuditAction::Create,
         KIND,
         &id,
-        None,
-        Some(1),
+        (None, Some(1)),
     )?;
     get(conn, &id)
 }
@@ -124,8 +123,7 @@ pub(super) fn delete(
         AuditAction::Delete,
         KIND,
         id,
-        Some(1),
-        None,
+        (Some(1), None),
     )
 }
 

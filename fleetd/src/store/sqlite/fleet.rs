@@ -42,7 +42,8 @@ pub(super) fn check_version(
     }
 }
 
-/// Appends the audit row of a change, in the caller's transaction.
+/// Appends the audit row of a change (versions before and after), in the
+/// caller's transaction.
 pub(super) fn record(
     conn: &Connection,
     actor: &Actor,
@@ -50,8 +51,7 @@ pub(super) fn record(
     action: AuditAction,
     kind: ObjectKind,
     id: &str,
-    before_version: Option<i64>,
-    after_version: Option<i64>,
+    (before_version, after_version): (Option<i64>, Option<i64>),
 ) -> Result<(), StoreError> {
     audit::record(
         conn,

@@ -66,8 +66,7 @@ pub(super) fn create(
         AuditAction::Create,
         KIND,
         &id,
-        None,
-        Some(1),
+        (None, Some(1)),
     )?;
     get(conn, &id)
 }
@@ -114,8 +113,7 @@ pub(super) fn update(
         AuditAction::Update,
         KIND,
         id,
-        Some(current.version),
-        Some(next),
+        (Some(current.version), Some(next)),
     )?;
     get(conn, id)
 }
@@ -159,8 +157,7 @@ pub(super) fn delete(
         AuditAction::Delete,
         KIND,
         id,
-        Some(current.version),
-        None,
+        (Some(current.version), None),
     )
 }
 
@@ -356,8 +353,7 @@ pub(super) fn create_attachment(
         AuditAction::Create,
         ATTACHMENT,
         &id,
-        None,
-        Some(1),
+        (None, Some(1)),
     )?;
     get_attachment(conn, &id)
 }
@@ -380,8 +376,7 @@ pub(super) fn delete_attachment(
         AuditAction::Delete,
         ATTACHMENT,
         id,
-        Some(current.version),
-        None,
+        (Some(current.version), None),
     )
 }
 

@@ -94,8 +94,7 @@ pub(super) fn create(
         AuditAction::Create,
         KIND,
         &id,
-        None,
-        Some(1),
+        (None, Some(1)),
     )?;
     get(conn, &id)
 }
@@ -178,8 +177,7 @@ pub(super) fn update(
         AuditAction::Update,
         KIND,
         id,
-        Some(current.version),
-        Some(next),
+        (Some(current.version), Some(next)),
     )?;
     get(conn, id)
 }
@@ -202,8 +200,7 @@ pub(super) fn delete(
         AuditAction::Delete,
         KIND,
         id,
-        Some(current.version),
-        None,
+        (Some(current.version), None),
     )
 }
 

@@ -1,0 +1,337 @@
+//! The fleet part of the SQLite store through the `Store` trait, on a real
+//! file: audit rows, version history pruning, membership and references.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fleetd::domain::policy::{Effect, Statement};
+use fleetd::domain::query;
+use fleetd::store::sqlite::SqliteStore;
+use fleetd::store::{
+    Actor, AttachmentTarget, AuditAction, DeviceGroupSpec, DeviceSpec, FailureThresholdRecord,
+    FirmwareSpec, ObjectKind, PhaseRecord, PolicyAttachmentSpec, PolicySpec, RolloutSpec,
+    SqliteLocation, Store, StoreError,
+};
+
+async fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    let location = SqliteLocation::File(dir.path().join("fleetd.db"));
+    Arc::new(SqliteStore::open(location).await.unwrap())
+}
+
+fn group(name: &str, parent: Option<&str>, query: Option<&str>) -> DeviceGroupSpec {
+    DeviceGroupSpec {
+        name: name.into(),
+        parent_id: parent.map(str::to_owned),
+        query: query.map(str::to_owned),
+        ..Default::default()
+    }
+}
+
+fn device(name: &str, hardware: &str, groups: &[&str]) -> DeviceSpec {
+    DeviceSpec {
+        name: name.into(),
+        hardware: hardware.into(),
+        attributes: BTreeMap::from([("region".to_string(), "eu".to_string())]),
+        group_ids: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+fn policy(name: &str, resource: &str) -> PolicySpec {
+    PolicySpec {
+        name: name.into(),
+        description: String::new(),
+        statements: vec![Statement {
+            effect: Effect::Allow,
+            actions: vec!["config:read".into()],
+            resources: vec![resource.into()],
+        }],
+    }
+}
+
+fn firmware(version: &str) -> FirmwareSpec {
+    FirmwareSpec {
+        product: "fw".into(),
+        version: version.into(),
+        hardware: vec!["m1".into()],
+        url: "https://x.example/fw.bin".into(),
+        sha256: "ab".repeat(32),
+        size_bytes: 10,
+        signature: None,
+        signature_verified: false,
+    }
+}
+
+fn rollout(firmware_id: &str, targets: &[&str]) -> RolloutSpec {
+    RolloutSpec {
+        name: "r".into(),
+        firmware_id: Some(firmware_id.into()),
+        target_group_ids: targets.iter().map(|g| g.to_string()).collect(),
+        phases: vec![PhaseRecord {
+            percent: 100.0,
+            soak: "0s".into(),
+        }],
+        rate: None,
+        failure_threshold: FailureThresholdRecord {
+            percent: 5.0,
+            min_devices: 10,
+            action: "pause".into(),
+        },
+        device_timeout: "1h".into(),
+        max_retries: 2,
+        start_at: None,
+        maintenance_window: None,
+        continuous: false,
+        state: None,
+    }
+}
+
+#[tokio::test]
+async fn device_writes_are_audited_with_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let actor = Actor::admin();
+    let g = store
+        .create_device_group(&actor, group("g", None, None))
+        .await
+        .unwrap();
+    let d = store
+        .create_device(&actor, device("d", "m1", &[&g.id, &g.id]))
+        .await
+        .unwrap();
+    assert_eq!(d.group_ids, vec![g.id.clone()]);
+    let d2 = store
+        .update_device(&actor, &d.id, 1, device("d", "m2", &[]))
+        .await
+        .unwrap();
+    assert_eq!((d2.version, d2.hardware.as_str()), (2, "m2"));
+    assert!(matches!(
+        store
+            .update_device(&actor, &d.id, 1, device("d", "m3", &[]))
+            .await,
+        Err(StoreError::VersionConflict {
+            expected: 1,
+            current: 2,
+            kind: ObjectKind::Device,
+            ..
+        })
+    ));
+    store.delete_device(&actor, &d.id, Some(2)).await.unwrap();
+    let events = store.audit_events(ObjectKind::Device, &d.id).await.unwrap();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (e.action, e.before_version, e.after_version))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (AuditAction::Create, None, Some(1)),
+            (AuditAction::Update, Some(1), Some(2)),
+            (AuditAction::Delete, Some(2), None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn policy_versions_are_pruned_to_ten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let actor = Actor::admin();
+    let p = store
+        .create_policy(&actor, policy("p", "fleet:device/0"))
+        .await
+        .unwrap();
+    for i in 1..=11 {
+        let spec = policy("p", &format!("fleet:device/{i}"));
+        let u = store.update_policy(&actor, &p.id, i, spec).await.unwrap();
+        assert_eq!(u.policy_version, i + 1);
+    }
+    // Same statements: no new policy version.
+    let same = store
+        .update_policy(&actor, &p.id, 12, policy("p2", "fleet:device/11"))
+        .await
+        .unwrap();
+    assert_eq!((same.version, same.policy_version), (13, 12));
+    let versions = store.list_policy_versions(&p.id).await.unwrap();
+    let numbers: Vec<i64> = versions.iter().map(|v| v.policy_version).collect();
+    assert_eq!(numbers, (3..=12).rev().collect::<Vec<_>>());
+    assert_eq!(versions[0].statements[0].resources, ["fleet:device/11"]);
+}
+
+#[tokio::test]
+async fn membership_counts_static_dynamic_and_subgroups() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let actor = Actor::admin();
+    let root = store
+        .create_device_group(&actor, group("root", None, None))
+        .await
+        .unwrap();
+    let dynamic = store
+        .create_device_group(
+            &actor,
+            group("m1", Some(&root.id), Some("hardware == \"m1\"")),
+        )
+        .await
+        .unwrap();
+    store
+        .create_device(&actor, device("a", "m1", &[]))
+        .await
+        .unwrap();
+    store
+        .create_device(&actor, device("b", "m2", &[&root.id]))
+        .await
+        .unwrap();
+    store
+        .create_device(&actor, device("c", "m2", &[]))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.get_device_group(&root.id).await.unwrap().device_count,
+        1
+    );
+    assert_eq!(
+        store
+            .get_device_group(&dynamic.id)
+            .await
+            .unwrap()
+            .device_count,
+        1
+    );
+
+    let f = store
+        .create_firmware(&actor, firmware("1.0.0"))
+        .await
+        .unwrap();
+    let r = store
+        .create_rollout(&actor, rollout(&f.id, &[&root.id]))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.counts.targeted, 2,
+        "b statically, a through the dynamic subgroup"
+    );
+    assert_eq!(r.status, "pending");
+
+    let q = query::parse("attr.region == \"eu\" and hardware == \"m2\"").unwrap();
+    let page = store.list_devices(None, 1, Some(q.clone())).await.unwrap();
+    assert_eq!(
+        page.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    let next = store
+        .list_devices(Some(&page[0].id), 5, Some(q))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["c"]
+    );
+
+    // Firmware in use cannot go; neither can a group an unfinished rollout targets.
+    assert!(matches!(
+        store.delete_firmware(&actor, &f.id).await,
+        Err(StoreError::Conflict { field: None, .. })
+    ));
+    assert!(matches!(
+        store.delete_device_group(&actor, &dynamic.id, None).await,
+        Ok(())
+    ));
+    assert!(matches!(
+        store.delete_device_group(&actor, &root.id, None).await,
+        Err(StoreError::Conflict { .. })
+    ));
+}
+
+#[tokio::test]
+async fn deleting_a_group_releases_members_and_is_refused_while_attached() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let actor = Actor::admin();
+    let g = store
+        .create_device_group(&actor, group("g", None, None))
+        .await
+        .unwrap();
+    let d = store
+        .create_device(&actor, device("d", "m1", &[&g.id]))
+        .await
+        .unwrap();
+    let p = store.create_policy(&actor, policy("p", "*")).await.unwrap();
+    let a = store
+        .create_policy_attachment(
+            &actor,
+            PolicyAttachmentSpec {
+                policy_id: p.id.clone(),
+                target: AttachmentTarget::Group(g.id.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    match store.delete_device_group(&actor, &g.id, None).await {
+        Err(StoreError::Conflict { message, .. }) => {
+            assert!(message.contains("still has 1 policy attached"), "{message}")
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(matches!(
+        store.delete_policy(&actor, &p.id, None).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store
+        .delete_policy_attachment(&actor, &a.id, Some(1))
+        .await
+        .unwrap();
+    store
+        .delete_device_group(&actor, &g.id, Some(1))
+        .await
+        .unwrap();
+
+    let d = store.get_device(&d.id).await.unwrap();
+    assert!(d.group_ids.is_empty());
+    assert_eq!(d.version, 2);
+    let events = store.audit_events(ObjectKind::Device, &d.id).await.unwrap();
+    assert_eq!(
+        (
+            events[1].action,
+            events[1].before_version,
+            events[1].after_version
+        ),
+        (AuditAction::Update, Some(1), Some(2))
+    );
+}
+
+#[tokio::test]
+async fn state_survives_reopening_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let actor = Actor::admin();
+    let (d, f, r) = {
+        let store = open(&dir).await;
+        let g = store
+            .create_device_group(&actor, group("g", None, None))
+            .await
+            .unwrap();
+        let d = store
+            .create_device(&actor, device("d", "m1", &[&g.id]))
+            .await
+            .unwrap();
+        let f = store
+            .create_firmware(&actor, firmware("1.0.0"))
+            .await
+            .unwrap();
+        let r = store
+            .create_rollout(&actor, rollout(&f.id, &[&g.id]))
+            .await
+            .unwrap();
+        (d, f, r)
+    };
+    let store = open(&dir).await;
+    assert_eq!(store.get_device(&d.id).await.unwrap(), d);
+    assert_eq!(store.get_firmware(&f.id).await.unwrap(), f);
+    assert_eq!(store.get_rollout(&r.id).await.unwrap(), r);
+    let counts: BTreeMap<String, i64> = store.object_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts["device"], 1);
+    assert_eq!(counts["device_group"], 1);
+    assert_eq!(counts["firmware"], 1);
+    assert_eq!(counts["rollout"], 1);
+    assert_eq!(counts["policy"], 0);
+}
