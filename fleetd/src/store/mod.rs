@@ -15,6 +15,8 @@
 //! before the store is called, in `api`, with the same domain rules.
 
 mod error;
+pub mod device_api;
+pub mod engine;
 pub mod fleet;
 mod fleet_model;
 mod model;
@@ -110,17 +112,21 @@ pub trait GroupStore: Send + Sync + 'static {
 /// so each area's methods live beside its rows. Callers hold
 /// `Arc<dyn Store>` and bring the sub-traits into scope with
 /// `use crate::store::prelude::*`.
-pub trait Store: GroupStore + FleetStore + PkiStore {}
+pub trait Store: GroupStore + FleetStore + PkiStore + EngineStore + DeviceApiStore {}
 
-impl<T: GroupStore + FleetStore + PkiStore> Store for T {}
+impl<T: GroupStore + FleetStore + PkiStore + EngineStore + DeviceApiStore> Store for T {}
 
 /// The store traits, for `use crate::store::prelude::*`.
 pub mod prelude {
+    pub use super::device_api::DeviceApiStore;
+    pub use super::engine::EngineStore;
     pub use super::fleet::FleetStore;
     pub use super::pki::PkiStore;
     pub use super::{GroupStore, Store};
 }
 
+pub use device_api::DeviceApiStore;
+pub use engine::EngineStore;
 pub use fleet::FleetStore;
 pub use pki::PkiStore;
 

@@ -8,7 +8,9 @@
 //! read-only connections without changing the [`Store`] trait.
 
 mod audit;
+mod device_api;
 mod device_groups;
+mod engine;
 mod devices;
 mod firmware;
 mod fleet;
