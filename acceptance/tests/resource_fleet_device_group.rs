@@ -177,3 +177,33 @@ resource "fleet_device_group" "meters" {{
     assert!(acc.fleetd.list("/v1/device-groups")?.is_empty());
     Ok(())
 }
+
+#[test]
+fn stale_write_is_a_clear_conflict_and_nothing_is_lost() -> Result<()> {
+    let acc = Acc::new()?;
+    let hcl = config("v1", "{}");
+    let s = acc.wd.apply(&hcl)?;
+    let id = s.str("fleet_device_group.meters", "id")?;
+    // Someone else updates the group through the API...
+    let g = acc.fleetd.get(&format!("/v1/device-groups/{id}"))?.unwrap();
+    let (status, _) = acc.fleetd.send(
+        "PUT",
+        &format!("/v1/device-groups/{id}"),
+        Some(&json!({"name": "meters", "description": "theirs", "parent_id": g["parent_id"], "tags": {}, "version": g["version"]})),
+    )?;
+    assert_eq!(status, 200);
+    // ...and Terraform applies from its stale state without refreshing.
+    acc.wd.write_config(&config("ours", "{}"))?;
+    let out = acc.wd.run(&["apply", "-auto-approve", "-refresh=false", "-no-color"])?;
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(text.contains("changed outside Terraform"), "{text}");
+    assert!(text.contains("refresh"), "{text}");
+    // Their write survived; a refreshing apply then converges.
+    let g = acc.fleetd.get(&format!("/v1/device-groups/{id}"))?.unwrap();
+    assert_eq!(g["description"], "theirs");
+    let s = acc.wd.apply(&config("ours", "{}"))?;
+    assert_eq!(s.str("fleet_device_group.meters", "description")?, "ours");
+    acc.wd.destroy()?;
+    Ok(())
+}

@@ -261,6 +261,13 @@ impl Resource<Client> for CertificateAuthority {
             }
             return;
         }
+        // The same certificate, reformatted (e.g. after import, fleetd's
+        // text ends with a newline the file does not have): not a new CA.
+        if let (Some(p), Some(n)) = (plan.prior_attr("certificate_pem").as_str(), plan.planned_attr("certificate_pem").as_str()) {
+            if p.trim() == n.trim() {
+                plan.requires_replace.retain(|a| a != &AttrPath::root("certificate_pem"));
+            }
+        }
         // The write-only key's version: a change from one value to another
         // means a new key, which fleetd only takes on creation.
         let (pv, nv) = (plan.prior_attr("private_key_pem_wo_version"), plan.planned_attr("private_key_pem_wo_version"));
@@ -268,7 +275,8 @@ impl Resource<Client> for CertificateAuthority {
             plan.require_replace("private_key_pem_wo_version");
         }
         // Only name and description reach fleetd; anything else changing in
-        // place (force_destroy, the key version) keeps fleetd's version.
+        // place (force_destroy, the key version, PEM whitespace) keeps
+        // fleetd's version.
         let same = |n: &str| plan.planned_attr(n) == plan.prior_attr(n);
         if same("name") && same("description") {
             let v = plan.prior_attr("version").clone();
@@ -315,6 +323,7 @@ impl Resource<Client> for CertificateAuthority {
             return Ok(Model {
                 force_destroy: plan.force_destroy,
                 private_key_pem_wo_version: plan.private_key_pem_wo_version,
+                certificate_pem: plan.certificate_pem.or(prior.certificate_pem),
                 ..prior
             });
         }
