@@ -16,6 +16,7 @@
 mod certificate;
 mod certificate_authority;
 mod device;
+pub mod device_api;
 mod device_group;
 mod enrollment;
 mod error;

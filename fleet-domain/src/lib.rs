@@ -21,6 +21,7 @@ pub mod pki;
 pub mod policy;
 pub mod query;
 pub mod rollout;
+pub mod rollout_engine;
 
 use serde::Serialize;
 

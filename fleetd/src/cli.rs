@@ -54,6 +54,20 @@ pub struct ServeArgs {
     /// database must share it.
     #[arg(long, env = "FLEETD_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+
+    /// Address of the device API (HTTPS, client certificates required).
+    /// Default: the --listen host with the next port (127.0.0.1:8471), or
+    /// port 0 when --listen uses port 0. The address bound is written to
+    /// <data-dir>/device.addr, the CA devices pin to
+    /// <data-dir>/device-server-ca.pem.
+    #[arg(long, env = "FLEETD_DEVICE_LISTEN")]
+    pub device_listen: Option<String>,
+
+    /// A host name or IP address devices use to reach the device API, put
+    /// in its server certificate (repeatable; default localhost,
+    /// 127.0.0.1, ::1).
+    #[arg(long = "device-server-name", env = "FLEETD_DEVICE_SERVER_NAMES", value_delimiter = ',')]
+    pub device_server_names: Vec<String>,
 }
 
 impl ServeArgs {
@@ -64,6 +78,12 @@ impl ServeArgs {
             admin_token: self.token,
             database_url: self.database_url,
             master_key_file: self.master_key_file,
+            device_listen: self.device_listen,
+            device_server_names: if self.device_server_names.is_empty() {
+                Config::default_device_server_names()
+            } else {
+                self.device_server_names
+            },
             ..Config::new(PathBuf::new())
         }
     }
@@ -85,6 +105,7 @@ mod tests {
         let Command::Serve(args) = cli.command;
         let config = args.into_config();
         assert_eq!(config.listen, "127.0.0.1:8470");
+        assert_eq!(config.device_listen(), "127.0.0.1:8471");
         assert_eq!(config.data_dir, PathBuf::from("./fleetd-data"));
         assert_eq!(
             config.database_url(),

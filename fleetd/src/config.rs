@@ -23,6 +23,17 @@ pub struct Config {
     /// [`crate::keystore`]). `None` means `<data_dir>/master.key`, created
     /// on first start; a configured file must exist.
     pub master_key_file: Option<PathBuf>,
+    /// `host:port` of the device API (mutual TLS). `None` means the admin
+    /// address's host with the next port (see
+    /// [`crate::device::default_listen`]): `127.0.0.1:8471` by default,
+    /// port 0 when the admin API uses port 0.
+    pub device_listen: Option<String>,
+    /// Host names / IP addresses the device API's server certificate
+    /// names (the bound address is added when it is a specific one).
+    pub device_server_names: Vec<String>,
+    /// How stale the device API's set of trusted CAs may get before a new
+    /// connection reloads it from the store.
+    pub device_trust_refresh: Duration,
 }
 
 impl Config {
@@ -37,7 +48,23 @@ impl Config {
             database_url: None,
             shutdown_grace: Duration::from_secs(10),
             master_key_file: None,
+            device_listen: None,
+            device_server_names: Self::default_device_server_names(),
+            device_trust_refresh: crate::device::trust::DEFAULT_REFRESH,
         }
+    }
+
+    pub fn default_device_server_names() -> Vec<String> {
+        ["localhost", "127.0.0.1", "::1"]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
+    /// The device API address, with the default applied.
+    pub fn device_listen(&self) -> String {
+        self.device_listen
+            .clone()
+            .unwrap_or_else(|| crate::device::default_listen(&self.listen))
     }
 
     /// The master key file, with the default applied.

@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use crate::admin_token::{self, TokenOrigin};
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::device::metrics::DeviceMetrics;
+use crate::device::{DeviceOptions, DeviceServer};
 use crate::keystore::{KeyOrigin, MasterKey};
 use crate::store;
 
@@ -32,6 +34,7 @@ pub struct Server {
     router: axum::Router,
     addr_file: PathBuf,
     config: Config,
+    device: DeviceServer,
 }
 
 impl Server {
@@ -62,10 +65,27 @@ impl Server {
             .with_context(|| format!("binding the admin API to {}", config.listen))?;
         let local_addr = listener.local_addr()?;
 
+        // The device API is bound (and device.addr written) before
+        // admin.addr appears: a harness that sees admin.addr can use both.
+        let device_metrics = Arc::new(DeviceMetrics::default());
+        let device = DeviceServer::bind(
+            DeviceOptions {
+                listen: config.device_listen(),
+                data_dir: config.data_dir.clone(),
+                server_names: config.device_server_names.clone(),
+                trust_refresh: config.device_trust_refresh,
+            },
+            Arc::clone(&store),
+            &master_key,
+            Arc::clone(&device_metrics),
+        )
+        .await?;
+
         let router = api::router(AppState {
             store,
             admin_token: Arc::from(admin_token.as_str()),
             master_key: Arc::new(master_key),
+            device_metrics,
         });
 
         let addr_file = config.data_dir.join(ADDR_FILE);
@@ -80,7 +100,13 @@ impl Server {
             router,
             addr_file,
             config,
+            device,
         })
+    }
+
+    /// The device API's bound address (mutual TLS).
+    pub fn device_addr(&self) -> SocketAddr {
+        self.device.local_addr()
     }
 
     /// The address actually bound (useful with port 0).
@@ -104,15 +130,24 @@ impl Server {
             router,
             addr_file,
             config,
+            device,
             ..
         } = self;
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let (device_stop_tx, mut device_stop_rx) = tokio::sync::watch::channel(false);
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
+            let _ = device_stop_tx.send(true);
             let _ = draining_tx.send(());
         };
+        let device_task = tokio::spawn(device.serve(
+            async move {
+                let _ = device_stop_rx.wait_for(|stop| *stop).await;
+            },
+            config.shutdown_grace,
+        ));
         let serve = axum::serve(listener, router)
             .with_graceful_shutdown(graceful)
             .into_future();
@@ -132,6 +167,13 @@ impl Server {
             }
         };
         remove_addr_file(&addr_file, local_addr);
+        // The device listener got the same signal and the same grace.
+        device_task.abort_handle();
+        match tokio::time::timeout(config.shutdown_grace, device_task).await {
+            Ok(Ok(Err(e))) => tracing::error!("device API: {e:#}"),
+            Ok(Err(e)) if e.is_panic() => tracing::error!("device API task panicked"),
+            _ => {}
+        }
         tracing::info!("fleetd stopped");
         result
     }

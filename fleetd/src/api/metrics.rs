@@ -92,6 +92,7 @@ pub async fn render(
     for (kind, n) in objects {
         let _ = writeln!(out, "fleetd_objects{{kind=\"{}\"}} {n}", escape(&kind));
     }
+    state.device_metrics.render(&mut out);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -42,6 +42,8 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Seals and unseals CA private keys (see [`crate::keystore`]).
     pub master_key: Arc<MasterKey>,
+    /// The device API's counters, rendered on `/metrics`.
+    pub device_metrics: Arc<crate::device::metrics::DeviceMetrics>,
 }
 
 /// The complete admin API.

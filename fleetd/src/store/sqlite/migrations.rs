@@ -31,6 +31,16 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "pki",
         sql: include_str!("migrations/0003_pki.sql"),
     },
+    Migration {
+        version: 4,
+        name: "engine",
+        sql: include_str!("migrations/0004_engine.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "device_api",
+        sql: include_str!("migrations/0005_device_api.sql"),
+    },
 ];
 
 /// The schema version this build writes.

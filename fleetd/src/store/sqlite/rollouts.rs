@@ -133,7 +133,13 @@ pub(super) fn update(
             })?,
     };
     let status = status_after(&current.status, state);
-    let targeted = if spec.target_group_ids != current.target_group_ids {
+    // Once the engine has started the rollout, `count_targeted` counts its
+    // materialised targets (maintained with the other counters); before,
+    // it is an estimate from the target groups.
+    let started: bool = conn
+        .prepare_cached("SELECT engine_started_at IS NOT NULL FROM rollouts WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let targeted = if spec.target_group_ids != current.target_group_ids && !started {
         membership::targeted_count(conn, &spec.target_group_ids)?
     } else {
         current.counts.targeted

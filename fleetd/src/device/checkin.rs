@@ -1,0 +1,179 @@
+//! `POST /v1/device/checkin`, `GET /v1/device/config`,
+//! `GET /v1/device/assignment`.
+//!
+//! A check-in reports state and gets everything a device needs back in
+//! one round trip: its effective config and its firmware assignment.
+//! `device:checkin` is required; config and assignment are included only
+//! where `config:read` and `firmware:download` are allowed, and what is
+//! withheld is named in `denied` (the dedicated GET routes answer 403
+//! instead).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::Json;
+use chrono::{SecondsFormat, Utc};
+use fleet_api::device_api::{
+    AssignmentResponse, CheckinRequest, CheckinResponse, ConfigResponse, FirmwareAssignment,
+};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::auth::{Authenticated, Caller};
+use super::authz::{CONFIG_READ, DEVICE_CHECKIN, FIRMWARE_DOWNLOAD};
+use super::error::DeviceError;
+use super::DeviceState;
+#[allow(unused_imports)]
+use crate::store::prelude::*;
+use crate::store::device_api::CheckinReport;
+use crate::store::engine::Assignment;
+
+/// Longest reported firmware version / health word.
+const MAX_REPORTED_LEN: usize = 128;
+
+pub async fn checkin(
+    State(state): State<DeviceState>,
+    auth: Authenticated,
+    body: Result<Json<CheckinRequest>, JsonRejection>,
+) -> Result<Json<CheckinResponse>, DeviceError> {
+    let Json(body) = body?;
+    check_reported("firmware_version", body.firmware_version.as_deref())?;
+    check_reported("health", body.health.as_deref())?;
+    check_reported("hardware", body.hardware.as_deref())?;
+    let Some(device) = auth.credential.device.clone() else {
+        return Err(DeviceError::not_enrolled());
+    };
+    let now = Utc::now();
+
+    // Dynamic groups see what the device reports now.
+    let mut facts = device.facts();
+    if let Some(v) = &body.firmware_version {
+        facts.firmware = Some(v.clone());
+    }
+    if let Some(h) = &body.health {
+        facts.health = Some(h.clone());
+    }
+    facts.last_seen = Some(now);
+    let caller = Caller::with_facts(facts, device, &auth);
+    caller.authorize(&state, DEVICE_CHECKIN, None)?;
+    if let Some(hw) = body.hardware.as_deref().filter(|hw| *hw != caller.device.hardware) {
+        tracing::debug!(device_id = %caller.device.id, reported = hw, stored = %caller.device.hardware, "device reports other hardware than registered");
+    }
+
+    state
+        .store
+        .record_checkin(
+            &caller.device.id,
+            CheckinReport {
+                firmware_version: body.firmware_version,
+                health: body.health,
+            },
+            now,
+        )
+        .await?;
+
+    let mut denied = Vec::new();
+    let (config, config_digest) = if caller.allowed(&state, CONFIG_READ, None) {
+        let digest = digest(&caller.ctx.config);
+        if body.config_digest.as_deref() == Some(digest.as_str()) {
+            (None, Some(digest))
+        } else {
+            (Some(caller.ctx.config.clone()), Some(digest))
+        }
+    } else {
+        denied.push(CONFIG_READ.to_owned());
+        (None, None)
+    };
+    let assignment = match assignment_for(&state, &caller).await {
+        Ok(a) => a,
+        Err(e) if e.body.action.as_deref() == Some(FIRMWARE_DOWNLOAD) => {
+            denied.push(FIRMWARE_DOWNLOAD.to_owned());
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Json(CheckinResponse {
+        device_id: caller.device.id,
+        config,
+        config_digest,
+        assignment,
+        denied,
+        server_time: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }))
+}
+
+pub async fn config(
+    State(state): State<DeviceState>,
+    caller: Caller,
+) -> Result<Json<ConfigResponse>, DeviceError> {
+    caller.authorize(&state, CONFIG_READ, None)?;
+    Ok(Json(ConfigResponse {
+        device_id: caller.device.id.clone(),
+        config_digest: digest(&caller.ctx.config),
+        config: caller.ctx.config,
+    }))
+}
+
+pub async fn assignment(
+    State(state): State<DeviceState>,
+    caller: Caller,
+) -> Result<Json<AssignmentResponse>, DeviceError> {
+    let assignment = assignment_for(&state, &caller).await?;
+    Ok(Json(AssignmentResponse {
+        device_id: caller.device.id,
+        assignment,
+    }))
+}
+
+/// The device's current assignment. `firmware:download` is checked before
+/// asking the engine (which marks a first delivery in progress) and again
+/// with the firmware's own resource once it is known.
+async fn assignment_for(
+    state: &DeviceState,
+    caller: &Caller,
+) -> Result<Option<FirmwareAssignment>, DeviceError> {
+    caller.authorize(state, FIRMWARE_DOWNLOAD, None)?;
+    let Some(a) = state
+        .store
+        .current_assignment(&caller.device.id, Utc::now())
+        .await?
+    else {
+        return Ok(None);
+    };
+    caller.authorize(state, FIRMWARE_DOWNLOAD, Some(&a.firmware_id))?;
+    Ok(Some(to_wire(a)))
+}
+
+fn to_wire(a: Assignment) -> FirmwareAssignment {
+    FirmwareAssignment {
+        rollout_id: a.rollout_id,
+        firmware_id: a.firmware_id,
+        version: a.firmware_version,
+        url: a.url,
+        sha256: a.sha256,
+        size_bytes: a.size_bytes,
+        signature: a.signature,
+        attempt: a.attempt,
+        deadline: a.deadline.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
+}
+
+/// SHA-256 (hex) of the config's JSON text.
+pub fn digest(config: &Map<String, Value>) -> String {
+    let text = serde_json::to_string(config).unwrap_or_default();
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn check_reported(field: &str, value: Option<&str>) -> Result<(), DeviceError> {
+    let Some(v) = value else { return Ok(()) };
+    if v.chars().count() > MAX_REPORTED_LEN {
+        return Err(DeviceError::invalid(format!(
+            "{field}: at most {MAX_REPORTED_LEN} characters are allowed"
+        )));
+    }
+    if v.trim().is_empty() || v.chars().any(char::is_control) {
+        return Err(DeviceError::invalid(format!(
+            "{field}: must be non-blank text without control characters"
+        )));
+    }
+    Ok(())
+}

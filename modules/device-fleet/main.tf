@@ -1,0 +1,52 @@
+# One product line: its group under an environment (static, or dynamic by
+# hardware and an optional query), a least-privilege policy, and zero-touch
+# enrollment for devices carrying certificates from the fleet's CA.
+
+locals {
+  hardware_query = join(" or ", [for h in var.hardware : "hardware == \"${h}\""])
+  query          = var.dynamic_query == null ? null : "(${local.hardware_query}) and (${var.dynamic_query})"
+}
+
+resource "fleet_device_group" "this" {
+  name        = var.name
+  description = "Product line ${var.name} (${var.environment})"
+  parent_id   = var.environment_group_id
+  query       = local.query
+  config      = jsonencode(var.config)
+  tags        = { product = var.name, environment = var.environment }
+}
+
+# A device may act only on itself: check in, read its config, download and
+# report firmware, and publish telemetry under its own id. Nothing else.
+resource "fleet_policy" "device" {
+  name        = "${var.name}-${var.environment}-device"
+  description = "Least privilege for ${var.name} devices in ${var.environment}."
+
+  statement {
+    effect    = "allow"
+    actions   = ["device:checkin", "config:read", "firmware:download", "firmware:report"]
+    resources = ["fleet:device/$${device.id}", "fleet:config/$${device.id}", "fleet:firmware/$${device.id}"]
+  }
+
+  statement {
+    effect    = "allow"
+    actions   = ["telemetry:publish"]
+    resources = ["fleet:telemetry/$${device.id}/*"]
+  }
+}
+
+resource "fleet_policy_attachment" "device" {
+  policy_id = fleet_policy.device.id
+  group_id  = fleet_device_group.this.id
+}
+
+resource "fleet_enrollment" "this" {
+  name             = "${var.name}-${var.environment}"
+  ca_id            = var.ca_id
+  group_id         = fleet_device_group.this.id
+  name_template    = "${var.name}-{cn}"
+  attributes       = { product = var.name, environment = var.environment }
+  allowed_hardware = var.hardware
+  max_devices      = var.max_devices
+  enabled          = var.enrollment_enabled
+}

@@ -1,0 +1,63 @@
+variable "name" {
+  description = "Name of the product line, e.g. \"smart-meter\". Names its group, policy and enrollment."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", var.name))
+    error_message = "name must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+}
+
+variable "environment" {
+  description = "Environment name (used in names and attributes), e.g. \"prod\"."
+  type        = string
+}
+
+variable "environment_group_id" {
+  description = "Group ID of the environment this product line lives under (fleet-foundation's environment_group_ids[environment])."
+  type        = string
+}
+
+variable "ca_id" {
+  description = "Certificate authority whose device certificates may enroll into this product line (fleet-foundation's ca_id)."
+  type        = string
+}
+
+variable "hardware" {
+  description = "Hardware models of this product line. Enrollment admits only these; a dynamic group matches only these."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.hardware) > 0
+    error_message = "hardware must list at least one hardware model."
+  }
+}
+
+variable "dynamic_query" {
+  description = "Optional extra condition (fleet query language) for dynamic membership, ANDed with the hardware models, e.g. attr.region == \"eu-west\". Null for a static group."
+  type        = string
+  default     = null
+}
+
+variable "config" {
+  description = "Desired device configuration for this product line (any object); merged over the environment's."
+  type        = any
+  default     = {}
+}
+
+variable "enrollment_enabled" {
+  description = "Whether devices of this product line may enroll themselves (zero-touch)."
+  type        = bool
+  default     = true
+}
+
+variable "max_devices" {
+  description = "Most devices the enrollment admits (null = unlimited)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.max_devices == null ? true : var.max_devices >= 1
+    error_message = "max_devices must be at least 1 (or null for no limit)."
+  }
+}
