@@ -138,7 +138,7 @@ mod tests {
         assert!(d.has_errors());
         assert!(d.0[0].detail.contains("' '"), "{:?}", d);
         assert_eq!(d.0[0].path, Some(AttrPath::root("name")));
-        assert!(!run(&identifier(10), Value::String("ok-name_1.2".into())).has_errors());
+        assert!(!run(&identifier(20), Value::String("ok-name_1.2".into())).has_errors());
     }
 
     #[test]
