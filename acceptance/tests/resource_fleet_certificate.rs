@@ -4,8 +4,8 @@
 //! renewal and plan-time errors.
 
 use acceptance::Acc;
-use rcgen::PublicKeyData;
 use anyhow::{anyhow, Context, Result};
+use rcgen::PublicKeyData;
 use serde_json::json;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -25,7 +25,9 @@ const ADDR: &str = "fleet_certificate.dev";
 fn device_csr(cn: &str) -> Result<(String, rcgen::KeyPair)> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     let csr = params.serialize_request(&key)?;
     Ok((csr.pem()?, key))
 }
@@ -42,7 +44,11 @@ fn tampered(csr_pem: &str, cn: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("CN not in CSR"))?;
     der[at] ^= 0x01;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-    let body: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let body: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
     Ok(format!(
         "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
         body.join("\n")
@@ -74,18 +80,25 @@ fn der_of(pem: &str) -> Result<Vec<u8>> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
     bytes[first..].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn raw_state(acc: &Acc) -> Result<String> {
-    std::fs::read_to_string(acc.wd.path().join("terraform.tfstate")).context("read terraform.tfstate")
+    std::fs::read_to_string(acc.wd.path().join("terraform.tfstate"))
+        .context("read terraform.tfstate")
 }
 
 /// Serials (hex) listed in the CA's CRL, after checking the CRL's signature.
 fn crl_serials(acc: &Acc, ca_id: &str, ca_pem: &str) -> Result<Vec<String>> {
     let text = reqwest::blocking::Client::new()
-        .get(format!("{}/v1/certificate-authorities/{ca_id}/crl", acc.fleetd.endpoint))
+        .get(format!(
+            "{}/v1/certificate-authorities/{ca_id}/crl",
+            acc.fleetd.endpoint
+        ))
         .bearer_auth(&acc.fleetd.token)
         .send()?
         .error_for_status()?
@@ -94,8 +107,12 @@ fn crl_serials(acc: &Acc, ca_id: &str, ca_pem: &str) -> Result<Vec<String>> {
     let (_, crl) = CertificateRevocationList::from_der(&der)?;
     let ca_der = der_of(ca_pem)?;
     let (_, ca) = X509Certificate::from_der(&ca_der)?;
-    crl.verify_signature(ca.public_key()).map_err(|e| anyhow!("CRL signature: {e}"))?;
-    Ok(crl.iter_revoked_certificates().map(|r| hex(r.raw_serial())).collect())
+    crl.verify_signature(ca.public_key())
+        .map_err(|e| anyhow!("CRL signature: {e}"))?;
+    Ok(crl
+        .iter_revoked_certificates()
+        .map(|r| hex(r.raw_serial()))
+        .collect())
 }
 
 #[test]
@@ -121,13 +138,24 @@ fn csr_lifecycle_chain_status_revoke_import_destroy() -> Result<()> {
     let (_, cert) = X509Certificate::from_der(&cert_der)?;
     let (_, ca) = X509Certificate::from_der(&ca_der)?;
     assert_eq!(cert.issuer().as_raw(), ca.subject().as_raw());
-    cert.verify_signature(Some(ca.public_key())).map_err(|e| anyhow!("chain: {e}"))?;
+    cert.verify_signature(Some(ca.public_key()))
+        .map_err(|e| anyhow!("chain: {e}"))?;
     assert_eq!(cert.subject().to_string(), "CN=sensor-001");
-    assert_eq!(cert.public_key().raw, key.subject_public_key_info().as_slice());
+    assert_eq!(
+        cert.public_key().raw,
+        key.subject_public_key_info().as_slice()
+    );
     assert_eq!(hex(cert.raw_serial()), s.str(ADDR, "serial")?);
-    let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
-    assert_eq!(days, 30, "30 days (plus fleetd's few minutes of clock-skew backdating)");
-    let c = acc.fleetd.get(&format!("/v1/certificates/{id}"))?.expect("certificate in fleetd");
+    let days =
+        (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
+    assert_eq!(
+        days, 30,
+        "30 days (plus fleetd's few minutes of clock-skew backdating)"
+    );
+    let c = acc
+        .fleetd
+        .get(&format!("/v1/certificates/{id}"))?
+        .expect("certificate in fleetd");
     assert_eq!(c["fingerprint"], s.attr(ADDR, "fingerprint")?);
     assert_eq!(c["ca_id"], json!(ca_id));
 
@@ -135,8 +163,14 @@ fn csr_lifecycle_chain_status_revoke_import_destroy() -> Result<()> {
     let s2 = acc.wd.apply(&csr_config("status = \"inactive\""))?;
     assert_eq!(s2.str(ADDR, "id")?, id);
     assert_eq!(s2.attr(ADDR, "version")?, json!(2));
-    assert_eq!(acc.fleetd.get(&format!("/v1/certificates/{id}"))?.unwrap()["status"], "inactive");
-    assert!(crl_serials(&acc, &ca_id, &ca_pem)?.is_empty(), "inactive is not in the CRL");
+    assert_eq!(
+        acc.fleetd.get(&format!("/v1/certificates/{id}"))?.unwrap()["status"],
+        "inactive"
+    );
+    assert!(
+        crl_serials(&acc, &ca_id, &ca_pem)?.is_empty(),
+        "inactive is not in the CRL"
+    );
 
     let revoked = csr_config("status = \"revoked\"\n  revocation_reason = \"key_compromise\"");
     let s3 = acc.wd.apply(&revoked)?;
@@ -144,8 +178,14 @@ fn csr_lifecycle_chain_status_revoke_import_destroy() -> Result<()> {
     assert_eq!(s3.attr(ADDR, "serial")?, s.attr(ADDR, "serial")?);
     assert!(s3.attr(ADDR, "revoked_at")?.is_string());
     let c = acc.fleetd.get(&format!("/v1/certificates/{id}"))?.unwrap();
-    assert_eq!((c["status"].as_str(), c["revocation_reason"].as_str()), (Some("revoked"), Some("key_compromise")));
-    assert_eq!(crl_serials(&acc, &ca_id, &ca_pem)?, vec![s.str(ADDR, "serial")?]);
+    assert_eq!(
+        (c["status"].as_str(), c["revocation_reason"].as_str()),
+        (Some("revoked"), Some("key_compromise"))
+    );
+    assert_eq!(
+        crl_serials(&acc, &ca_id, &ca_pem)?,
+        vec![s.str(ADDR, "serial")?]
+    );
 
     acc.import_verify(&revoked, ADDR, &id, &[])?;
     acc.import_block_noop(&revoked, ADDR, &id)?;
@@ -155,13 +195,20 @@ fn csr_lifecycle_chain_status_revoke_import_destroy() -> Result<()> {
     acc.wd.write_config(&csr_config(""))?;
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty, "{text}");
-    for needle in ["must be replaced", "Revoked certificate will be replaced", "forces replacement"] {
+    for needle in [
+        "must be replaced",
+        "Revoked certificate will be replaced",
+        "forces replacement",
+    ] {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");
     }
     acc.wd.write_config(&revoked)?;
 
     acc.wd.destroy()?;
-    assert!(acc.fleetd.list("/v1/certificates")?.is_empty(), "fleetd still has certificates");
+    assert!(
+        acc.fleetd.list("/v1/certificates")?.is_empty(),
+        "fleetd still has certificates"
+    );
     assert!(acc.fleetd.list("/v1/certificate-authorities")?.is_empty());
     Ok(())
 }
@@ -176,16 +223,28 @@ fn generated_key_never_enters_state() -> Result<()> {
     )?;
     assert_eq!(status, 201, "{device}");
     let device_id = device["id"].as_str().unwrap().to_string();
-    let hcl = config(&format!("device_id = \"{device_id}\"\n  key_algorithm = \"ED25519\""));
+    let hcl = config(&format!(
+        "device_id = \"{device_id}\"\n  key_algorithm = \"ED25519\""
+    ));
     acc.wd.write_config(&hcl)?;
     let (_, plan_text) = acc.wd.plan_is_empty(true)?;
-    assert!(plan_text.contains("The generated private key will be discarded"), "{plan_text}");
+    assert!(
+        plan_text.contains("The generated private key will be discarded"),
+        "{plan_text}"
+    );
     let s = acc.wd.apply(&hcl)?;
     let id = s.str(ADDR, "id")?;
-    assert_eq!(s.attr(ADDR, "common_name")?, json!(device_id), "named after the device");
+    assert_eq!(
+        s.attr(ADDR, "common_name")?,
+        json!(device_id),
+        "named after the device"
+    );
     assert_eq!(s.attr(ADDR, "device_id")?, json!(device_id));
     assert_eq!(s.attr(ADDR, "key_algorithm")?, json!("ED25519"));
-    assert!(!raw_state(&acc)?.contains("PRIVATE KEY"), "a device key entered the state");
+    assert!(
+        !raw_state(&acc)?.contains("PRIVATE KEY"),
+        "a device key entered the state"
+    );
     let der = der_of(&s.str(ADDR, "certificate_pem")?)?;
     let (_, cert) = X509Certificate::from_der(&der)?;
     assert_eq!(cert.subject().to_string(), format!("CN={device_id}"));
@@ -193,7 +252,12 @@ fn generated_key_never_enters_state() -> Result<()> {
     acc.import_verify(&hcl, ADDR, &id, &[])?;
     acc.wd.destroy()?;
     assert!(acc.fleetd.list("/v1/certificates")?.is_empty());
-    assert_eq!(acc.fleetd.send("DELETE", &format!("/v1/devices/{device_id}"), None)?.0, 204);
+    assert_eq!(
+        acc.fleetd
+            .send("DELETE", &format!("/v1/devices/{device_id}"), None)?
+            .0,
+        204
+    );
     assert!(acc.fleetd.list("/v1/certificate-authorities")?.is_empty());
     Ok(())
 }
@@ -217,7 +281,11 @@ fn drift_revoked_or_deleted_outside_terraform() -> Result<()> {
     assert_eq!(status, 200, "{body}");
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty, "{text}");
-    for needle in ["\"revoked\" -> \"active\"", "must be replaced", "superseded"] {
+    for needle in [
+        "\"revoked\" -> \"active\"",
+        "must be replaced",
+        "superseded",
+    ] {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");
     }
     let s2 = acc.wd.apply(&hcl)?;
@@ -226,7 +294,12 @@ fn drift_revoked_or_deleted_outside_terraform() -> Result<()> {
     assert_eq!(s2.attr(ADDR, "status")?, json!("active"));
 
     // Deleted outside Terraform: the plan issues it again.
-    assert_eq!(acc.fleetd.send("DELETE", &format!("/v1/certificates/{id2}"), None)?.0, 204);
+    assert_eq!(
+        acc.fleetd
+            .send("DELETE", &format!("/v1/certificates/{id2}"), None)?
+            .0,
+        204
+    );
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty && text.contains("1 to add"), "{text}");
     let s3 = acc.wd.apply(&hcl)?;
@@ -254,18 +327,31 @@ fn early_renewal_plans_a_replacement() -> Result<()> {
     acc.wd.write_config(&hcl(5))?;
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty, "{text}");
-    for needle in ["must be replaced", "ready_for_renewal", "forces replacement", "due for renewal as soon as it is issued"] {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "must be replaced",
+        "ready_for_renewal = false -> (known after apply) # forces replacement",
+        "early_renewal_days = 0 -> 5",
+        "due for renewal as soon as it is issued",
+    ] {
         assert!(text.contains(needle), "missing {needle:?}:\n{text}");
     }
     acc.wd.ok(&["apply", "-auto-approve", "-no-color"])?;
     let s2 = acc.wd.state()?;
     assert_ne!(s2.str(ADDR, "id")?, id);
     assert_ne!(s2.str(ADDR, "serial")?, serial);
-    assert!(acc.fleetd.get(&format!("/v1/certificates/{id}"))?.is_none(), "the old one is gone");
+    assert!(
+        acc.fleetd.get(&format!("/v1/certificates/{id}"))?.is_none(),
+        "the old one is gone"
+    );
 
     // Refreshing records that the new certificate is due as well.
-    acc.wd.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
-    assert_eq!(acc.wd.state()?.attr(ADDR, "ready_for_renewal")?, json!(true));
+    acc.wd
+        .ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
+    assert_eq!(
+        acc.wd.state()?.attr(ADDR, "ready_for_renewal")?,
+        json!(true)
+    );
 
     // Back to no early renewal: an in-place, Terraform-only change.
     let id2 = s2.str(ADDR, "id")?;
@@ -283,7 +369,10 @@ fn early_renewal_plans_a_replacement() -> Result<()> {
 fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
     let acc = Acc::new()?;
     let (csr, _key) = device_csr("device-aaaa")?;
-    std::fs::write(acc.wd.path().join("bad.csr"), tampered(&csr, "device-aaaa")?)?;
+    std::fs::write(
+        acc.wd.path().join("bad.csr"),
+        tampered(&csr, "device-aaaa")?,
+    )?;
     std::fs::write(acc.wd.path().join("dev.csr"), &csr)?;
     let cases: Vec<(String, Vec<&str>)> = vec![
         (
@@ -323,7 +412,10 @@ fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
     for (hcl, needles) in &cases {
         acc.wd.plan_error(hcl, needles)?;
     }
-    assert!(acc.fleetd.list("/v1/certificate-authorities")?.is_empty(), "nothing was written");
+    assert!(
+        acc.fleetd.list("/v1/certificate-authorities")?.is_empty(),
+        "nothing was written"
+    );
 
     // A validity that outlives the CA is fleetd's call: at apply, at the
     // attribute fleetd names.
@@ -341,7 +433,10 @@ resource "fleet_certificate" "dev" {{
 }}
 "#
     ))?;
-    assert!(text.contains("would outlive its CA") && text.contains("validity_days"), "{text}");
+    assert!(
+        text.contains("would outlive its CA") && text.contains("validity_days"),
+        "{text}"
+    );
     acc.wd.destroy()?;
     assert!(acc.fleetd.list("/v1/certificates")?.is_empty());
     assert!(acc.fleetd.list("/v1/certificate-authorities")?.is_empty());

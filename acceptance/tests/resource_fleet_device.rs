@@ -39,7 +39,10 @@ resource "fleet_device" "bare" {{
 
 /// 1-based line of the first line of `hcl` containing `needle`.
 fn line_of(hcl: &str, needle: &str) -> usize {
-    hcl.lines().position(|l| l.contains(needle)).expect("needle in hcl") + 1
+    hcl.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in hcl")
+        + 1
 }
 
 #[test]
@@ -57,7 +60,10 @@ fn lifecycle_update_import_destroy() -> Result<()> {
     assert_eq!(s.attr("fleet_device.meter", "group_ids")?, json!([bench]));
     assert_eq!(s.attr("fleet_device.meter", "version")?, json!(1));
     // Nothing reported yet; defaults are planned for omitted arguments.
-    assert_eq!(s.attr("fleet_device.meter", "firmware_version")?, json!(null));
+    assert_eq!(
+        s.attr("fleet_device.meter", "firmware_version")?,
+        json!(null)
+    );
     assert_eq!(s.attr("fleet_device.meter", "last_seen")?, json!(null));
     assert_eq!(s.attr("fleet_device.bare", "attributes")?, json!({}));
     assert_eq!(s.attr("fleet_device.bare", "group_ids")?, json!([]));
@@ -101,14 +107,21 @@ fn lifecycle_update_import_destroy() -> Result<()> {
 
     acc.wd.destroy()?;
     assert!(acc.fleetd.list("/v1/devices")?.is_empty(), "devices left");
-    assert!(acc.fleetd.list("/v1/device-groups")?.is_empty(), "groups left");
+    assert!(
+        acc.fleetd.list("/v1/device-groups")?.is_empty(),
+        "groups left"
+    );
     Ok(())
 }
 
 #[test]
 fn drift_is_planned_back() -> Result<()> {
     let acc = Acc::new()?;
-    let hcl = config("meter-0001", r#"{ region = "eu" }"#, "[fleet_device_group.bench.id]");
+    let hcl = config(
+        "meter-0001",
+        r#"{ region = "eu" }"#,
+        "[fleet_device_group.bench.id]",
+    );
     let s = acc.wd.apply(&hcl)?;
     let id = s.str("fleet_device.meter", "id")?;
 
@@ -179,7 +192,8 @@ fn reported_fields_refresh_without_a_diff() -> Result<()> {
     assert_eq!(d["firmware_version"], "1.4.2");
 
     acc.wd.assert_empty_plan()?;
-    acc.wd.ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
+    acc.wd
+        .ok(&["apply", "-refresh-only", "-auto-approve", "-no-color"])?;
     let s = acc.wd.state()?;
     assert_eq!(s.str("fleet_device.meter", "firmware_version")?, "1.4.2");
     assert_eq!(s.str("fleet_device.meter", "health")?, "ok");
@@ -201,7 +215,8 @@ fn reported_fields_refresh_without_a_diff() -> Result<()> {
 #[test]
 fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
     let acc = Acc::new()?;
-    let device = |body: &str| format!("{PROVIDER}\nresource \"fleet_device\" \"bad\" {{\n{body}\n}}\n");
+    let device =
+        |body: &str| format!("{PROVIDER}\nresource \"fleet_device\" \"bad\" {{\n{body}\n}}\n");
 
     let hcl = device("  name     = \"has space\"\n  hardware = \"m1\"");
     let text = acc.wd.plan_error(
@@ -217,13 +232,19 @@ fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
 
     acc.wd.plan_error(
         &device("  name     = \"ok\"\n  hardware = \"-m1\""),
-        &["Invalid value for hardware", "must start with a letter or digit"],
+        &[
+            "Invalid value for hardware",
+            "must start with a letter or digit",
+        ],
     )?;
 
     let hcl = device("  name       = \"ok\"\n  hardware   = \"m1\"\n  attributes = { \"\" = \"x\", fine = \"y\" }");
     acc.wd.plan_error(
         &hcl,
-        &["Invalid value for attributes[\"\"]", "attribute keys must not be empty"],
+        &[
+            "Invalid value for attributes[\"\"]",
+            "attribute keys must not be empty",
+        ],
     )?;
 
     let long = "v".repeat(257);
@@ -253,6 +274,71 @@ fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
     );
 
     // Nothing was written.
+    assert!(acc.fleetd.list("/v1/devices")?.is_empty());
+    Ok(())
+}
+
+/// Replacing a group the device belongs to removes the membership in
+/// fleetd (and bumps the device's version) before Terraform updates the
+/// device to the new group: that is not a conflicting change.
+#[test]
+fn replacing_a_member_group_updates_the_device() -> Result<()> {
+    let acc = Acc::new()?;
+    let hcl = config("meter-0001", "{}", "[fleet_device_group.bench.id]");
+    let s = acc.wd.apply(&hcl)?;
+    let id = s.str("fleet_device.meter", "id")?;
+    let old_group = s.str("fleet_device_group.bench", "id")?;
+    acc.wd.ok(&[
+        "apply",
+        "-auto-approve",
+        "-no-color",
+        "-replace=fleet_device_group.bench",
+    ])?;
+    acc.wd.assert_empty_plan()?;
+    let s = acc.wd.state()?;
+    let new_group = s.str("fleet_device_group.bench", "id")?;
+    assert_ne!(new_group, old_group);
+    assert_eq!(s.str("fleet_device.meter", "id")?, id);
+    let d = acc.fleetd.get(&format!("/v1/devices/{id}"))?.unwrap();
+    assert_eq!(d["group_ids"], json!([new_group]));
+    acc.wd.destroy()?;
+    assert!(acc.fleetd.list("/v1/devices")?.is_empty());
+    Ok(())
+}
+
+/// A change made in fleetd between plan and apply is not overwritten: the
+/// apply fails with a clear conflict and the other change survives.
+#[test]
+fn stale_write_is_a_clear_conflict() -> Result<()> {
+    let acc = Acc::new()?;
+    let s = acc
+        .wd
+        .apply(&config("meter-0001", r#"{ region = "eu" }"#, "[]"))?;
+    let id = s.str("fleet_device.meter", "id")?;
+    acc.wd
+        .write_config(&config("meter-0001", r#"{ region = "us" }"#, "[]"))?;
+    acc.wd.ok(&["plan", "-out=tfplan", "-no-color"])?;
+    let d = acc.fleetd.get(&format!("/v1/devices/{id}"))?.unwrap();
+    let (status, _) = acc.fleetd.send(
+        "PUT",
+        &format!("/v1/devices/{id}"),
+        Some(&json!({
+            "name": "meter-0001", "hardware": "m1",
+            "attributes": {"region": "eu", "rack": "b3"}, "group_ids": [],
+            "version": d["version"],
+        })),
+    )?;
+    assert_eq!(status, 200);
+    let out = acc.wd.run(&["apply", "-no-color", "tfplan"])?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("Could not update device: changed outside Terraform"),
+        "{text}"
+    );
+    let d = acc.fleetd.get(&format!("/v1/devices/{id}"))?.unwrap();
+    assert_eq!(d["attributes"], json!({"region": "eu", "rack": "b3"}));
+    acc.wd.destroy()?;
     assert!(acc.fleetd.list("/v1/devices")?.is_empty());
     Ok(())
 }

@@ -57,17 +57,29 @@ resource "fleet_firmware" "unsigned" {
 const URL: &str = "https://downloads.test/meter-fw/1.0.0.bin";
 
 fn line_of(hcl: &str, needle: &str) -> usize {
-    hcl.lines().position(|l| l.contains(needle)).expect("needle in hcl") + 1
+    hcl.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in hcl")
+        + 1
 }
 
 #[test]
 fn lifecycle_replace_import_destroy() -> Result<()> {
     let acc = Acc::new()?;
-    let hcl = format!("{PROVIDER}{}{UNSIGNED}", signed("1.0.0", URL, SHA256, PUBLIC_KEY));
+    let hcl = format!(
+        "{PROVIDER}{}{UNSIGNED}",
+        signed("1.0.0", URL, SHA256, PUBLIC_KEY)
+    );
     let s = acc.wd.apply(&hcl)?;
     let id = s.str("fleet_firmware.fw", "id")?;
-    assert_eq!(s.attr("fleet_firmware.fw", "signature_verified")?, json!(true));
-    assert_eq!(s.attr("fleet_firmware.fw", "hardware")?, json!(["m1", "m2"]));
+    assert_eq!(
+        s.attr("fleet_firmware.fw", "signature_verified")?,
+        json!(true)
+    );
+    assert_eq!(
+        s.attr("fleet_firmware.fw", "hardware")?,
+        json!(["m1", "m2"])
+    );
     assert_eq!(
         s.attr("fleet_firmware.fw", "signing_public_key")?,
         json!(null),
@@ -97,7 +109,10 @@ fn lifecycle_replace_import_destroy() -> Result<()> {
 
     // The same digest in upper case is the same release: no replacement.
     let upper = SHA256.to_uppercase();
-    let hcl2 = format!("{PROVIDER}{}{UNSIGNED}", signed("1.0.0", URL, &upper, PUBLIC_KEY));
+    let hcl2 = format!(
+        "{PROVIDER}{}{UNSIGNED}",
+        signed("1.0.0", URL, &upper, PUBLIC_KEY)
+    );
     acc.wd.write_config(&hcl2)?;
     let (empty, plan) = acc.wd.plan_is_empty(true)?;
     assert!(!empty);
@@ -111,7 +126,10 @@ fn lifecycle_replace_import_destroy() -> Result<()> {
 
     // Anything else publishes a new release and removes the old one.
     let url3 = "https://mirror.test/meter-fw/1.0.0.bin";
-    let hcl3 = format!("{PROVIDER}{}{UNSIGNED}", signed("1.0.0", url3, SHA256, PUBLIC_KEY));
+    let hcl3 = format!(
+        "{PROVIDER}{}{UNSIGNED}",
+        signed("1.0.0", url3, SHA256, PUBLIC_KEY)
+    );
     acc.wd.write_config(&hcl3)?;
     let (_, plan) = acc.wd.plan_is_empty(true)?;
     assert!(
@@ -123,7 +141,10 @@ fn lifecycle_replace_import_destroy() -> Result<()> {
     assert_ne!(id3, id);
     assert!(acc.fleetd.get(&format!("/v1/firmware/{id}"))?.is_none());
     assert_eq!(acc.fleetd.list("/v1/firmware")?.len(), 2);
-    assert_eq!(s3.attr("fleet_firmware.fw", "signature_verified")?, json!(true));
+    assert_eq!(
+        s3.attr("fleet_firmware.fw", "signature_verified")?,
+        json!(true)
+    );
 
     acc.import_verify(&hcl3, "fleet_firmware.fw", &id3, &[])?;
     let unsigned = s3.str("fleet_firmware.unsigned", "id")?;
@@ -148,7 +169,10 @@ fn drift_deleted_release_is_published_again() -> Result<()> {
     assert_eq!(status, 204);
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty, "deletion not detected");
-    assert!(text.contains("1 to add, 0 to change, 0 to destroy"), "{text}");
+    assert!(
+        text.contains("1 to add, 0 to change, 0 to destroy"),
+        "{text}"
+    );
     let s = acc.wd.apply(&hcl)?;
     let id2 = s.str("fleet_firmware.unsigned", "id")?;
     assert_ne!(id2, id);
@@ -205,7 +229,10 @@ resource "fleet_firmware" "bad" {{
     let hcl = release("1.4.0", SHA256, "")
         .replace("size_bytes = 41", "size_bytes = 0")
         .replace(r#"["m1"]"#, r#"["m1", "bad model"]"#)
-        .replace("https://downloads.test/fw.bin", "ftp://downloads.test/fw.bin");
+        .replace(
+            "https://downloads.test/fw.bin",
+            "ftp://downloads.test/fw.bin",
+        );
     acc.wd.plan_error(
         &hcl,
         &[
@@ -243,8 +270,15 @@ resource "fleet_firmware" "bad" {{
         &["Invalid value for signature", "not valid base64"],
     )?;
     acc.wd.plan_error(
-        &release("1.4.0", SHA256, &key("-----BEGIN PUBLIC KEY-----\n    AAAA\n    -----END PUBLIC KEY-----")),
-        &["Invalid value for signing_public_key", "not an Ed25519 public key"],
+        &release(
+            "1.4.0",
+            SHA256,
+            &key("-----BEGIN PUBLIC KEY-----\n    AAAA\n    -----END PUBLIC KEY-----"),
+        ),
+        &[
+            "Invalid value for signing_public_key",
+            "not an Ed25519 public key",
+        ],
     )?;
 
     assert!(acc.fleetd.list("/v1/firmware")?.is_empty());

@@ -45,7 +45,10 @@ resource "fleet_policy" "meters" {{
 }
 
 fn line_of(hcl: &str, needle: &str) -> usize {
-    hcl.lines().position(|l| l.contains(needle)).expect("needle in hcl") + 1
+    hcl.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in hcl")
+        + 1
 }
 
 /// The planned change of `fleet_policy.meters` for `hcl`.
@@ -101,7 +104,11 @@ fn lifecycle_update_import_destroy() -> Result<()> {
     // New statements are.
     let hcl3 = config("baseline, reviewed", "fleet:telemetry/$${device.name}/*");
     let change = planned_change(&acc, &hcl3)?;
-    assert_eq!(change["after_unknown"]["policy_version"], json!(true), "{change}");
+    assert_eq!(
+        change["after_unknown"]["policy_version"],
+        json!(true),
+        "{change}"
+    );
     let s3 = acc.wd.apply(&hcl3)?;
     assert_eq!(s3.str("fleet_policy.meters", "id")?, id);
     assert_eq!(s3.attr("fleet_policy.meters", "policy_version")?, json!(2));

@@ -36,7 +36,10 @@ fn config(attachment: &str) -> String {
 }
 
 fn line_of(hcl: &str, needle: &str) -> usize {
-    hcl.lines().position(|l| l.contains(needle)).expect("needle in hcl") + 1
+    hcl.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in hcl")
+        + 1
 }
 
 #[test]
@@ -112,7 +115,10 @@ fn attach_to_a_certificate() -> Result<()> {
     let hcl = config(&format!("  certificate_id = \"{cert_id}\""));
     let s = acc.wd.apply(&hcl)?;
     let id = s.str("fleet_policy_attachment.a", "id")?;
-    assert_eq!(s.attr("fleet_policy_attachment.a", "group_id")?, json!(null));
+    assert_eq!(
+        s.attr("fleet_policy_attachment.a", "group_id")?,
+        json!(null)
+    );
     let a = acc
         .fleetd
         .get(&format!("/v1/policy-attachments/{id}"))?
@@ -142,7 +148,10 @@ fn drift_deleted_attachment_is_recreated() -> Result<()> {
     assert_eq!(status, 204);
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty, "deletion not detected");
-    assert!(text.contains("1 to add, 0 to change, 0 to destroy"), "{text}");
+    assert!(
+        text.contains("1 to add, 0 to change, 0 to destroy"),
+        "{text}"
+    );
     let s = acc.wd.apply(&hcl)?;
     let id2 = s.str("fleet_policy_attachment.a", "id")?;
     assert_ne!(id2, id);
@@ -161,9 +170,7 @@ fn invalid_targets_fail_at_plan_naming_the_attribute() -> Result<()> {
     let acc = Acc::new()?;
 
     // Both targets.
-    let hcl = config(
-        "  group_id       = \"g-1\"\n  certificate_id = \"c-1\"",
-    );
+    let hcl = config("  group_id       = \"g-1\"\n  certificate_id = \"c-1\"");
     let text = acc.wd.plan_error(
         &hcl,
         &[

@@ -251,8 +251,9 @@ mod tests {
             serde_json::from_str(r#"{"rollout_id":"r","outcome":"rolled_back"}"#).unwrap();
         assert_eq!(r.outcome, UpdateOutcome::RolledBack);
         assert_eq!(r.outcome.as_str(), "rolled_back");
-        assert!(serde_json::from_str::<ResultReport>(r#"{"rollout_id":"r","outcome":"ok"}"#)
-            .is_err());
+        assert!(
+            serde_json::from_str::<ResultReport>(r#"{"rollout_id":"r","outcome":"ok"}"#).is_err()
+        );
     }
 
     #[test]

@@ -413,8 +413,6 @@ pub enum WaitReason {
     RateLimited,
     /// `continuous`: every targeted device is done; waiting for joiners.
     NoPendingDevices,
-    /// Devices to assign are busy in another rollout (store-side).
-    Blocked,
 }
 
 /// The single next step for a rollout.
@@ -552,7 +550,9 @@ fn running(plan: &RolloutPlan, p: &Progress, now: DateTime<Utc>, opts: &Options)
 
     if plan.continuous {
         let due = p.targets_refreshed_at.is_none_or(|t| {
-            now >= t + Duration::seconds(opts.rescan_interval_secs.min(i64::MAX as u64) as i64)
+            // At least a second apart, or a rescan at `now` would repeat.
+            let every = opts.rescan_interval_secs.clamp(1, i64::MAX as u64);
+            now >= t + Duration::seconds(every as i64)
         });
         if due {
             return Action::RefreshTargets;

@@ -716,6 +716,19 @@ fn continuous_rollouts_rescan_and_never_complete() {
         decide(&p, &pr, t0() + Duration::seconds(30), &opts()),
         Action::RefreshTargets
     );
+    // A zero rescan interval still means at most one rescan per second.
+    let eager = Options {
+        rescan_interval_secs: 0,
+        ..opts()
+    };
+    assert_eq!(
+        decide(&p, &pr, t0(), &eager),
+        wait(WaitReason::NoPendingDevices, None)
+    );
+    assert_eq!(
+        decide(&p, &pr, t0() + Duration::seconds(1), &eager),
+        Action::RefreshTargets
+    );
     // A joiner was added: assigned at once (100% phase).
     pr.counts.targeted = 4;
     pr.counts.pending = 1;
@@ -1278,4 +1291,84 @@ fn decisions_are_deterministic() {
         (m.log.clone(), m.recount(), m.p.clone())
     };
     assert_eq!(run(), run());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn strategy_spec(kind: u8) -> RolloutSpec {
+        match kind % 4 {
+            0 => phases(&[(100.0, "0s")]),
+            1 => phases(&[(1.0, "1m"), (25.0, "2m"), (100.0, "0s")]),
+            2 => rate_spec(7, 1.5),
+            _ => with_window(
+                phases(&[(10.0, "30s"), (100.0, "0s")]),
+                &["mon", "wed"],
+                "10:00",
+                "1h",
+            ),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the devices answer and whenever the engine ticks, it
+        /// settles after each tick, never assigns beyond the current
+        /// phase's share, keeps the counters consistent and ends in a
+        /// terminal status once time runs long enough.
+        #[test]
+        fn the_engine_always_settles_and_finishes(
+            n in 0usize..200,
+            kind in 0u8..4,
+            action in 0u8..3,
+            fail_mod in 2usize..50,
+            silent_mod in 2usize..50,
+            steps in proptest::collection::vec(1i64..600, 1..40),
+        ) {
+            let action = ["pause", "abort", "rollback"][action as usize];
+            let spec = with_threshold(strategy_spec(kind), 20.0, 5, action);
+            let mut m = Model::new(spec, n);
+            let mut now = t0();
+            for (k, step) in steps.iter().enumerate() {
+                m.tick(now);
+                if let rollout::Strategy::Phased(ph) = &m.plan.strategy {
+                    let cap = phase_target(ph[m.p.current_phase].percent, n as u64);
+                    prop_assert!(m.recount().assigned <= cap);
+                }
+                // Some devices answer (some fail), some stay silent.
+                for (i, d) in m.devs.iter_mut().enumerate() {
+                    if d.state == DeviceState::InProgress && (i + k) % silent_mod != 0 {
+                        d.state = if (i * 7 + k) % fail_mod == 0 {
+                            DeviceState::Failed
+                        } else {
+                            DeviceState::Succeeded
+                        };
+                    }
+                }
+                now += Duration::seconds(*step);
+            }
+            // Long enough for every timeout, soak and window: answer
+            // everything, resuming whenever the threshold paused it.
+            // Devices still flashing when the rollout ended time out.
+            for _ in 0..200 {
+                m.tick(now);
+                if m.p.status.is_terminal() && m.recount().in_progress == 0 {
+                    break;
+                }
+                if m.p.status == Status::Paused {
+                    m.p.status = Status::Pending;
+                }
+                if !m.p.status.is_terminal() {
+                    m.report_all(|_| false);
+                }
+                now += Duration::hours(1);
+            }
+            prop_assert!(m.p.status.is_terminal(), "{:?}", m.p);
+            let c = m.recount();
+            prop_assert!(c.is_consistent());
+            prop_assert_eq!(c.pending + c.in_progress, 0);
+        }
+    }
 }

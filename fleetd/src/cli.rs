@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// 127.0.0.1, ::1).
     #[arg(long = "device-server-name", env = "FLEETD_DEVICE_SERVER_NAMES", value_delimiter = ',')]
     pub device_server_names: Vec<String>,
+
+    /// Time between two passes of the rollout engine, e.g. `1s`, `250ms`.
+    #[arg(long, default_value = "1s", env = "FLEETD_ENGINE_INTERVAL", value_parser = crate::engine::parse_interval)]
+    pub engine_interval: std::time::Duration,
 }
 
 impl ServeArgs {
@@ -84,6 +88,7 @@ impl ServeArgs {
             } else {
                 self.device_server_names
             },
+            engine_interval: self.engine_interval,
             ..Config::new(PathBuf::new())
         }
     }

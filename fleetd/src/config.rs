@@ -31,9 +31,12 @@ pub struct Config {
     /// Host names / IP addresses the device API's server certificate
     /// names (the bound address is added when it is a specific one).
     pub device_server_names: Vec<String>,
-    /// How stale the device API's set of trusted CAs may get before a new
-    /// connection reloads it from the store.
+    /// How old the device API's set of trusted CAs may get before a new
+    /// connection reloads it even though the store reports no change (CAs
+    /// whose validity starts or ends). Changes are seen at once anyway.
     pub device_trust_refresh: Duration,
+    /// Time between two passes of the rollout engine.
+    pub engine_interval: Duration,
 }
 
 impl Config {
@@ -51,6 +54,7 @@ impl Config {
             device_listen: None,
             device_server_names: Self::default_device_server_names(),
             device_trust_refresh: crate::device::trust::DEFAULT_REFRESH,
+            engine_interval: crate::engine::DEFAULT_INTERVAL,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod atomic_file;
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod engine;
 /// The pure fleet rules live in their own crate so the Terraform provider
 /// validates at plan time with exactly the rules fleetd enforces.
 pub use fleet_domain as domain;

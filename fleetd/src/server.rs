@@ -35,6 +35,8 @@ pub struct Server {
     addr_file: PathBuf,
     config: Config,
     device: DeviceServer,
+    /// For the rollout engine, started by [`Server::serve`].
+    engine_store: Arc<dyn store::Store>,
 }
 
 impl Server {
@@ -81,6 +83,7 @@ impl Server {
         )
         .await?;
 
+        let engine_store = Arc::clone(&store);
         let router = api::router(AppState {
             store,
             admin_token: Arc::from(admin_token.as_str()),
@@ -101,6 +104,7 @@ impl Server {
             addr_file,
             config,
             device,
+            engine_store,
         })
     }
 
@@ -131,17 +135,30 @@ impl Server {
             addr_file,
             config,
             device,
+            engine_store,
             ..
         } = self;
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let (device_stop_tx, mut device_stop_rx) = tokio::sync::watch::channel(false);
+        let (engine_stop_tx, mut engine_stop_rx) = tokio::sync::watch::channel(false);
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = device_stop_tx.send(true);
+            let _ = engine_stop_tx.send(true);
             let _ = draining_tx.send(());
         };
+        let engine_task = crate::engine::spawn(
+            engine_store,
+            crate::engine::EngineConfig {
+                interval: config.engine_interval,
+                ..Default::default()
+            },
+            async move {
+                let _ = engine_stop_rx.wait_for(|stop| *stop).await;
+            },
+        );
         let device_task = tokio::spawn(device.serve(
             async move {
                 let _ = device_stop_rx.wait_for(|stop| *stop).await;
@@ -168,11 +185,19 @@ impl Server {
         };
         remove_addr_file(&addr_file, local_addr);
         // The device listener got the same signal and the same grace.
-        device_task.abort_handle();
+        let device_abort = device_task.abort_handle();
         match tokio::time::timeout(config.shutdown_grace, device_task).await {
             Ok(Ok(Err(e))) => tracing::error!("device API: {e:#}"),
             Ok(Err(e)) if e.is_panic() => tracing::error!("device API task panicked"),
-            _ => {}
+            Ok(_) => {}
+            Err(_) => device_abort.abort(),
+        }
+        // The rollout engine finishes its current step (one transaction).
+        let engine_abort = engine_task.abort_handle();
+        match tokio::time::timeout(config.shutdown_grace, engine_task).await {
+            Ok(Err(e)) if e.is_panic() => tracing::error!("rollout engine task panicked"),
+            Ok(_) => {}
+            Err(_) => engine_abort.abort(),
         }
         tracing::info!("fleetd stopped");
         result

@@ -19,11 +19,11 @@ use super::error::DeviceError;
 use super::trust::ClientIdentity;
 use super::view::{CompiledView, DeviceContext};
 use super::DeviceState;
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 use crate::domain::policy::RequestContext;
 use crate::domain::query::DeviceFacts;
 use crate::store::device_api::{Credential, CredentialStatus};
+#[allow(unused_imports)]
+use crate::store::prelude::*;
 use crate::store::Device;
 
 /// A request whose certificate is currently acceptable; the device may

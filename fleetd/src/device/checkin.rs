@@ -22,10 +22,10 @@ use super::auth::{Authenticated, Caller};
 use super::authz::{CONFIG_READ, DEVICE_CHECKIN, FIRMWARE_DOWNLOAD};
 use super::error::DeviceError;
 use super::DeviceState;
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 use crate::store::device_api::CheckinReport;
 use crate::store::engine::Assignment;
+#[allow(unused_imports)]
+use crate::store::prelude::*;
 
 /// Longest reported firmware version / health word.
 const MAX_REPORTED_LEN: usize = 128;
@@ -55,7 +55,11 @@ pub async fn checkin(
     facts.last_seen = Some(now);
     let caller = Caller::with_facts(facts, device, &auth);
     caller.authorize(&state, DEVICE_CHECKIN, None)?;
-    if let Some(hw) = body.hardware.as_deref().filter(|hw| *hw != caller.device.hardware) {
+    if let Some(hw) = body
+        .hardware
+        .as_deref()
+        .filter(|hw| *hw != caller.device.hardware)
+    {
         tracing::debug!(device_id = %caller.device.id, reported = hw, stored = %caller.device.hardware, "device reports other hardware than registered");
     }
 

@@ -19,10 +19,10 @@ use super::auth::Authenticated;
 use super::authz::DEVICE_ENROLL;
 use super::error::DeviceError;
 use super::DeviceState;
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 use crate::domain::device;
 use crate::store::device_api::{EnrollmentClaim, EnrollmentOutcome};
+#[allow(unused_imports)]
+use crate::store::prelude::*;
 
 pub async fn enroll(
     State(state): State<DeviceState>,

@@ -91,9 +91,7 @@ impl From<StoreError> for DeviceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => Self::new(DeviceErrorKind::NotFound, e.to_string()),
-            StoreError::Conflict { message, .. } => {
-                Self::new(DeviceErrorKind::Conflict, message)
-            }
+            StoreError::Conflict { message, .. } => Self::new(DeviceErrorKind::Conflict, message),
             StoreError::VersionConflict { .. } => {
                 Self::new(DeviceErrorKind::Conflict, e.to_string())
             }

@@ -316,14 +316,15 @@ impl Connection {
         };
         metrics.handshake("ok");
         metrics.connection_opened();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(Arc::clone(&identity));
-            let router = router.clone();
-            async move {
-                use tower::ServiceExt;
-                router.oneshot(req.map(axum::body::Body::new)).await
-            }
-        });
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(Arc::clone(&identity));
+                let router = router.clone();
+                async move {
+                    use tower::ServiceExt;
+                    router.oneshot(req.map(axum::body::Body::new)).await
+                }
+            });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         if let Err(e) = watcher.watch(conn).await {
             tracing::debug!(%peer, "device connection ended: {e}");

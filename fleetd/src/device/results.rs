@@ -14,9 +14,9 @@ use super::auth::{not_found, Caller};
 use super::authz::FIRMWARE_REPORT;
 use super::error::DeviceError;
 use super::DeviceState;
+use crate::store::engine::UpdateOutcome;
 #[allow(unused_imports)]
 use crate::store::prelude::*;
-use crate::store::engine::UpdateOutcome;
 use crate::store::StoreError;
 
 /// Longest accepted failure reason.

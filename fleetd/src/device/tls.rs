@@ -13,18 +13,18 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 use crate::keystore::MasterKey;
 use crate::store::device_api::{ServerCa, SERVER_CA_KEY_CONTEXT};
+#[allow(unused_imports)]
+use crate::store::prelude::*;
 use crate::store::Store;
 
 /// Validity of the device server CA (20 years).

@@ -1,19 +1,22 @@
 //! Verifying client certificates against the fleet's CAs.
 //!
 //! The set of trusted CAs lives in the store and changes while fleetd
-//! runs (Terraform creates and deletes `fleet_certificate_authority`), so
-//! the TLS configuration is rebuilt from a [`TrustSnapshot`] whenever it is
-//! older than the refresh interval: each new connection reads its
-//! ClientHello first, then takes the current [`TrustEpoch`] (refreshing it
-//! if stale) and handshakes with that epoch's `ServerConfig`.
+//! runs (Terraform creates and deletes `fleet_certificate_authority`,
+//! revokes `fleet_certificate`), so the TLS configuration is built from a
+//! [`TrustSnapshot`] and cached as a [`TrustEpoch`]. Each new connection
+//! reads its ClientHello first, then asks the store for the cheap
+//! [`trust stamp`](crate::store::DeviceApiStore::trust_stamp); only when
+//! it changed (or the epoch is older than the refresh interval, for CAs
+//! whose validity starts or ends) is the snapshot reloaded and the
+//! `ServerConfig` rebuilt. A new CA, a revocation or a suspension is
+//! therefore in force from the very next handshake, on every replica.
 //!
 //! At the handshake a client certificate must chain to one of those CAs
 //! and be valid now (rustls-webpki path validation, `clientAuth` usage),
-//! and must not be listed as refused (revoked or suspended) in the
-//! snapshot. The snapshot may be up to one refresh interval old; that is
-//! why every *request* also re-checks the certificate's status in the
-//! store (see `auth.rs`), so a revocation takes effect on the very next
-//! request even on a connection that is already open.
+//! and must not be listed as refused (revoked or suspended). Connections
+//! already open are not torn down by a revocation; instead every
+//! *request* re-checks the certificate's status in the store (see
+//! `auth.rs`), so it takes effect on the next request there too.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -33,9 +36,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::metrics::DeviceMetrics;
 use super::tls::ServerIdentity;
+use crate::domain::pki;
 #[allow(unused_imports)]
 use crate::store::prelude::*;
-use crate::domain::pki;
 use crate::store::Store;
 
 /// A CA of the current epoch.
@@ -67,6 +70,8 @@ pub struct ClientIdentity {
 pub struct TrustEpoch {
     loaded_at: Instant,
     cas: Arc<[CaEntry]>,
+    /// The store's trust stamp this epoch was loaded at.
+    stamp: String,
     /// The CA fingerprints and refused serials, to skip rebuilding the
     /// TLS configuration when nothing changed.
     key: String,
@@ -157,16 +162,28 @@ impl TrustState {
         Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The current epoch, reloaded first if older than the refresh
-    /// interval. One caller reloads; the others wait for it.
+    /// The current epoch, reloaded first if the store's trust stamp
+    /// changed or it is older than the refresh interval. One caller
+    /// reloads; the others wait for it.
     pub async fn current(&self) -> Arc<TrustEpoch> {
         let epoch = self.get();
-        if epoch.loaded_at.elapsed() < self.refresh_every {
+        let stamp = match self.store.trust_stamp().await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("cannot read the device API's trust stamp: {e}");
+                None
+            }
+        };
+        let fresh = |e: &TrustEpoch| {
+            e.loaded_at.elapsed() < self.refresh_every
+                && stamp.as_deref().is_none_or(|s| s == e.stamp)
+        };
+        if fresh(&epoch) {
             return epoch;
         }
         let _guard = self.refreshing.lock().await;
         let epoch = self.get();
-        if epoch.loaded_at.elapsed() < self.refresh_every {
+        if fresh(&epoch) {
             return epoch;
         }
         self.identity.renew_if_due(Utc::now());
@@ -187,6 +204,7 @@ impl TrustState {
                 TrustEpoch {
                     loaded_at: Instant::now(),
                     cas: Arc::clone(&epoch.cas),
+                    stamp: epoch.stamp.clone(),
                     key: epoch.key.clone(),
                     tls: Arc::clone(&epoch.tls),
                 }
@@ -206,6 +224,9 @@ async fn build_epoch(
     metrics: &Arc<DeviceMetrics>,
     previous: Option<&TrustEpoch>,
 ) -> anyhow::Result<TrustEpoch> {
+    // Stamp first: a change racing with the snapshot shows up as a stamp
+    // mismatch at the next handshake and is reloaded then.
+    let stamp = store.trust_stamp().await?;
     let snapshot = store.trust_snapshot(Utc::now()).await?;
     let mut key = String::new();
     for ca in &snapshot.cas {
@@ -226,6 +247,7 @@ async fn build_epoch(
         return Ok(TrustEpoch {
             loaded_at: Instant::now(),
             cas: Arc::clone(&prev.cas),
+            stamp,
             key,
             tls: Arc::clone(&prev.tls),
         });
@@ -282,6 +304,7 @@ async fn build_epoch(
     Ok(TrustEpoch {
         loaded_at: Instant::now(),
         cas,
+        stamp,
         key,
         tls: Arc::new(tls),
     })
@@ -307,7 +330,11 @@ impl std::fmt::Debug for FleetClientVerifier {
 }
 
 impl FleetClientVerifier {
-    fn refuse(&self, word: &'static str, err: rustls::Error) -> Result<ClientCertVerified, rustls::Error> {
+    fn refuse(
+        &self,
+        word: &'static str,
+        err: rustls::Error,
+    ) -> Result<ClientCertVerified, rustls::Error> {
         self.metrics.handshake(word);
         Err(err)
     }
@@ -342,8 +369,9 @@ impl ClientCertVerifier for FleetClientVerifier {
                     CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                         "expired"
                     }
-                    CertificateError::NotValidYet
-                    | CertificateError::NotValidYetContext { .. } => "not_yet_valid",
+                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                        "not_yet_valid"
+                    }
                     CertificateError::Revoked => "revoked",
                     _ => "bad_certificate",
                 },
@@ -355,7 +383,8 @@ impl ClientCertVerifier for FleetClientVerifier {
         if !self.refused.is_empty() {
             if let Some((issuer, serial)) = issuer_and_serial(end_entity) {
                 let listed = self.cas.iter().any(|ca| {
-                    ca.subject_raw == issuer && self.refused.contains(&(ca.id.clone(), serial.clone()))
+                    ca.subject_raw == issuer
+                        && self.refused.contains(&(ca.id.clone(), serial.clone()))
                 });
                 if listed {
                     return self.refuse(
@@ -437,5 +466,6 @@ fn pem_encode(der: &[u8]) -> String {
     out
 }
 
-/// Seconds as a [`Duration`], for configuration.
-pub const DEFAULT_REFRESH: Duration = Duration::from_secs(2);
+/// How old a trust epoch may get even when the stamp did not change (CAs
+/// becoming valid or expiring are only seen by a reload).
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(30);

@@ -125,7 +125,7 @@ pub struct EnrollmentRefusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnrollmentOutcome {
     Enrolled {
-        device: Device,
+        device: Box<Device>,
         certificate_id: String,
         enrollment_id: Option<String>,
         /// `false` when the certificate had already enrolled (or was
@@ -165,8 +165,14 @@ pub const SERVER_CA_KEY_CONTEXT: &str = "fleetd device server CA";
 /// check-ins, which only refresh reported state and are not audited.
 #[async_trait]
 pub trait DeviceApiStore: Send + Sync + 'static {
-    /// Every CA, and the certificates to refuse at the TLS handshake.
+    /// Every CA valid at `now`, and the certificates to refuse at the TLS
+    /// handshake.
     async fn trust_snapshot(&self, now: DateTime<Utc>) -> Result<TrustSnapshot, StoreError>;
+
+    /// A cheap value that changes whenever [`DeviceApiStore::trust_snapshot`]
+    /// would return something else (except for the passage of time: a CA
+    /// starting or ending its validity). Checked at every TLS handshake.
+    async fn trust_stamp(&self) -> Result<String, StoreError>;
 
     /// The credential `(ca_id, serial)` and its device, plus the fleet
     /// view when `known_stamp` is not the current stamp.

@@ -192,6 +192,8 @@ pub trait EngineStore: Send + Sync + 'static {
 
     /// The counters as stored next to a recount by scanning the rollout's
     /// devices: `(stored, scanned)`. For diagnostics and tests; they are
-    /// equal unless the database was edited by hand.
+    /// equal unless the database was edited by hand. Before a rollout
+    /// starts it has no device rows and its `targeted` is the estimate made
+    /// when it was written.
     async fn recount_rollout(&self, rollout_id: &str) -> Result<(Counts, Counts), StoreError>;
 }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::resources::api_diag;
-use crate::tfplugin::{AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Schema, Value};
+use crate::tfplugin::{
+    AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Schema, Value,
+};
 
 pub struct CertificateAuthority;
 
@@ -38,7 +40,8 @@ impl DataSource<Client> for CertificateAuthority {
     }
 
     fn schema(&self) -> Schema {
-        let computed = |name: &str, text: &str| Attribute::string(name).computed().description(text);
+        let computed =
+            |name: &str, text: &str| Attribute::string(name).computed().description(text);
         Schema::new(
             0,
             Block::new("Looks up a certificate authority in fleetd by `id` or by `name` (exactly one). Never returns the CA's private key.")
@@ -71,12 +74,18 @@ impl DataSource<Client> for CertificateAuthority {
         let set = |n: &str| !config.attr(n).unwrap_or(&Value::Null).is_null();
         match (set("id"), set("name")) {
             (true, true) => diags.push(
-                Diagnostic::error("name conflicts with id", "Look the CA up by id or by name, not both.")
-                    .at(AttrPath::root("name")),
+                Diagnostic::error(
+                    "name conflicts with id",
+                    "Look the CA up by id or by name, not both.",
+                )
+                .at(AttrPath::root("name")),
             ),
             (false, false) => diags.push(
-                Diagnostic::error("Missing id", "Set id or name to choose the certificate authority.")
-                    .at(AttrPath::root("id")),
+                Diagnostic::error(
+                    "Missing id",
+                    "Set id or name to choose the certificate authority.",
+                )
+                .at(AttrPath::root("id")),
             ),
             _ => {}
         }

@@ -75,11 +75,7 @@ impl DataSource<Client> for DeviceGroupData {
                 )
                 .at(AttrPath::root("id")),
             );
-        } else if id.is_fully_known()
-            && path.is_fully_known()
-            && !id.is_null()
-            && !path.is_null()
-        {
+        } else if id.is_fully_known() && path.is_fully_known() && !id.is_null() && !path.is_null() {
             diags.push(
                 Diagnostic::error(
                     "Conflicting group lookup",

@@ -1,5 +1,5 @@
 //! Data source `fleet_devices`: the devices matching a query (all devices
-//! without one) — their ids and how many there are. The query language is
+//! without one) — their ids and how many there are (`device_count`). The query language is
 //! the one of `fleet_device_group.query`, checked at plan time.
 
 use async_trait::async_trait;
@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::resources::api_diag;
-use crate::tfplugin::{AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Schema, Value};
+use crate::tfplugin::{
+    AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Schema, Value,
+};
 
 pub struct DevicesData;
 
@@ -16,7 +18,7 @@ pub struct DevicesData;
 pub struct Model {
     query: Option<String>,
     ids: Option<Vec<String>>,
-    count: Option<i64>,
+    device_count: Option<i64>,
 }
 
 #[async_trait]
@@ -42,9 +44,9 @@ impl DataSource<Client> for DevicesData {
                         .description("Ids of the matching devices, sorted."),
                 )
                 .attr(
-                    Attribute::number("count")
+                    Attribute::number("device_count")
                         .computed()
-                        .description("Number of matching devices."),
+                        .description("Number of matching devices. (Not `count`: Terraform reserves that name for the meta-argument.)"),
                 ),
         )
     }
@@ -86,7 +88,7 @@ impl DataSource<Client> for DevicesData {
         ids.sort();
         Ok(Model {
             query: config.query,
-            count: Some(ids.len() as i64),
+            device_count: Some(ids.len() as i64),
             ids: Some(ids),
         })
     }

@@ -18,7 +18,8 @@ use crate::client::Client;
 use crate::resources::api_diag;
 use crate::resources::fleet_certificate::DEFAULT_VALIDITY_DAYS;
 use crate::tfplugin::{
-    validators, AttrPath, Attribute, Block, Diagnostic, Diagnostics, EphemeralResource, Schema, Value,
+    validators, AttrPath, Attribute, Block, Diagnostic, Diagnostics, EphemeralResource, Schema,
+    Value,
 };
 
 pub struct DeviceCredentials;
@@ -47,7 +48,8 @@ impl EphemeralResource<Client> for DeviceCredentials {
     }
 
     fn schema(&self) -> Schema {
-        let computed = |name: &str, text: &str| Attribute::string(name).computed().description(text);
+        let computed =
+            |name: &str, text: &str| Attribute::string(name).computed().description(text);
         Schema::new(
             0,
             Block::new("A fleetd-generated private key and a certificate issued for it, to bootstrap a device. Ephemeral (Terraform ≥ 1.10): the key is handed to other configuration (write-only arguments, provider configuration, ephemeral outputs) and never stored in plan or state. Each time Terraform opens it (every plan and apply whose configuration is known) fleetd issues a new certificate; earlier ones stay valid until they expire or are revoked.")
@@ -122,7 +124,11 @@ impl EphemeralResource<Client> for DeviceCredentials {
             csr_pem: None,
             key_algorithm: Some(key_algorithm.clone()),
             device_id: config.device_id.clone(),
-            common_name: if config.device_id.is_some() { None } else { config.common_name.clone() },
+            common_name: if config.device_id.is_some() {
+                None
+            } else {
+                config.common_name.clone()
+            },
             validity_days: Some(validity_days),
             status: None,
         };

@@ -230,7 +230,11 @@ impl Resource<Client> for Certificate {
             ),
             _ => {}
         }
-        if let Some(status) = attr("status").as_str() {
+        let status = match attr("status") {
+            Value::Null => Some("active"),
+            v => v.as_str(),
+        };
+        if let Some(status) = status {
             let reason = attr("revocation_reason");
             if !reason.is_null() && status != REVOKED {
                 diags.push(
@@ -245,7 +249,9 @@ impl Resource<Client> for Certificate {
         let days = |n: &str| attr(n).as_number().and_then(|n| n.as_i64());
         if let (Some(early), Some(validity)) = (
             days("early_renewal_days"),
-            days("validity_days").or(attr("validity_days").is_null().then_some(DEFAULT_VALIDITY_DAYS)),
+            days("validity_days").or(attr("validity_days")
+                .is_null()
+                .then_some(DEFAULT_VALIDITY_DAYS)),
         ) {
             if early >= validity {
                 diags.push(
@@ -259,13 +265,22 @@ impl Resource<Client> for Certificate {
         }
     }
 
-    async fn modify_plan(&self, _client: Option<&Client>, plan: &mut PlanChange<'_>, diags: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        _client: Option<&Client>,
+        plan: &mut PlanChange<'_>,
+        diags: &mut Diagnostics,
+    ) {
         let cfg = |n: &str| plan.config.attr(n).cloned().unwrap_or(Value::Null);
         let status = plan.planned_attr("status").as_str().map(str::to_owned);
         let revoking = status.as_deref().map(|s| s == REVOKED);
 
         if plan.is_create() {
-            plan.set_planned("ready_for_renewal", Value::Bool(false));
+            // Unknown rather than false: when this create replaces a
+            // certificate due for renewal, the plan then reads
+            // `ready_for_renewal = false -> (known after apply) # forces
+            // replacement`, which says why.
+            plan.set_planned("ready_for_renewal", Value::Unknown);
             if cfg("common_name").is_null() {
                 // Issued to a device: the common name is the device id.
                 let device = plan.planned_attr("device_id").clone();
@@ -279,11 +294,16 @@ impl Resource<Client> for Certificate {
                     plan.set_planned("revoked_at", Value::Unknown);
                 }
                 Some(false) => {
-                    plan.set_planned("revocation_reason", Value::Null);
+                    // (A configured reason without revocation fails validation.)
+                    if cfg("revocation_reason").is_null() {
+                        plan.set_planned("revocation_reason", Value::Null);
+                    }
                     plan.set_planned("revoked_at", Value::Null);
                 }
                 None => {
-                    plan.set_planned("revocation_reason", Value::Unknown);
+                    if cfg("revocation_reason").is_null() {
+                        plan.set_planned("revocation_reason", Value::Unknown);
+                    }
                     plan.set_planned("revoked_at", Value::Unknown);
                 }
             }
@@ -299,7 +319,11 @@ impl Resource<Client> for Certificate {
             return;
         }
 
-        let prior_status = plan.prior_attr("status").as_str().unwrap_or("active").to_owned();
+        let prior_status = plan
+            .prior_attr("status")
+            .as_str()
+            .unwrap_or("active")
+            .to_owned();
         let prior_reason = plan.prior_attr("revocation_reason").clone();
         let was_revoked = prior_status == REVOKED;
 
@@ -324,26 +348,45 @@ impl Resource<Client> for Certificate {
                 if reason.is_null() {
                     // fleetd keeps the reason of an already revoked
                     // certificate, and says "unspecified" for a new one.
-                    let planned = if was_revoked { prior_reason.clone() } else { "unspecified".into() };
+                    let planned = if was_revoked {
+                        prior_reason.clone()
+                    } else {
+                        "unspecified".into()
+                    };
                     plan.set_planned("revocation_reason", planned);
-                } else if was_revoked && !prior_reason.is_null() && reason.is_fully_known() && reason != prior_reason {
+                } else if was_revoked
+                    && !prior_reason.is_null()
+                    && reason.is_fully_known()
+                    && reason != prior_reason
+                {
                     plan.require_replace("revocation_reason");
                 }
-                let at = if was_revoked { plan.prior_attr("revoked_at").clone() } else { Value::Unknown };
+                let at = if was_revoked {
+                    plan.prior_attr("revoked_at").clone()
+                } else {
+                    Value::Unknown
+                };
                 plan.set_planned("revoked_at", at);
             }
             Some(false) => {
-                plan.set_planned("revocation_reason", Value::Null);
+                if cfg("revocation_reason").is_null() {
+                    plan.set_planned("revocation_reason", Value::Null);
+                }
                 plan.set_planned("revoked_at", Value::Null);
             }
             None => {
-                plan.set_planned("revocation_reason", Value::Unknown);
+                if cfg("revocation_reason").is_null() {
+                    plan.set_planned("revocation_reason", Value::Unknown);
+                }
                 plan.set_planned("revoked_at", Value::Unknown);
             }
         }
 
         // Early renewal, as hashicorp/tls does it: due → replacement.
-        let early = plan.planned_attr("early_renewal_days").as_number().and_then(|n| n.as_i64());
+        let early = plan
+            .planned_attr("early_renewal_days")
+            .as_number()
+            .and_then(|n| n.as_i64());
         let due = match (plan.prior_attr("not_after").as_str(), early) {
             (Some(na), Some(days)) => revoking != Some(true) && renewal_due(na, days, Utc::now()),
             _ => false,
@@ -364,17 +407,30 @@ impl Resource<Client> for Certificate {
         }
     }
 
-    async fn create(&self, client: &Client, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn create(
+        &self,
+        client: &Client,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let status = plan.status.clone().unwrap_or_else(|| "active".into());
         let body = CertificateCreate {
             ca_id: plan.ca_id.clone(),
             csr_pem: plan.csr_pem.clone(),
             key_algorithm: plan.key_algorithm.clone(),
             device_id: plan.device_id.clone(),
-            common_name: if plan.device_id.is_some() { None } else { plan.common_name.clone() },
+            common_name: if plan.device_id.is_some() {
+                None
+            } else {
+                plan.common_name.clone()
+            },
             validity_days: plan.validity_days,
             // fleetd issues active or inactive; revocation is an update.
-            status: Some(if status == REVOKED { "active".into() } else { status.clone() }),
+            status: Some(if status == REVOKED {
+                "active".into()
+            } else {
+                status.clone()
+            }),
         };
         let mut cert: ApiCertificate = client
             .post("/v1/certificates", &body)
@@ -400,23 +456,37 @@ impl Resource<Client> for Certificate {
                     d
                 })?;
         }
-        Ok(from_api(cert, &plan, plan.ready_for_renewal.unwrap_or(false)))
+        // Just issued: not due (a certificate due at once is renewed by the
+        // next plan, and the configuration was warned about).
+        Ok(from_api(cert, &plan, false))
     }
 
     async fn read(&self, client: &Client, state: Model) -> Result<Option<Model>, Diagnostics> {
-        let Some(id) = state.id.clone() else { return Ok(None) };
+        let Some(id) = state.id.clone() else {
+            return Ok(None);
+        };
         let cert: Option<ApiCertificate> = client
             .get_opt(&format!("/v1/certificates/{id}"))
             .await
             .map_err(|e| api_diag("Could not read certificate", e))?;
         Ok(cert.map(|c| {
             let due = c.status != REVOKED
-                && renewal_due(&c.not_after, state.early_renewal_days.unwrap_or(0), Utc::now());
+                && renewal_due(
+                    &c.not_after,
+                    state.early_renewal_days.unwrap_or(0),
+                    Utc::now(),
+                );
             from_api(c, &state, due)
         }))
     }
 
-    async fn update(&self, client: &Client, prior: Model, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn update(
+        &self,
+        client: &Client,
+        prior: Model,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let id = prior.id.clone().unwrap_or_default();
         let ready = plan.ready_for_renewal.unwrap_or(false);
         if plan.status == prior.status && plan.revocation_reason == prior.revocation_reason {
@@ -429,7 +499,11 @@ impl Resource<Client> for Certificate {
         }
         let status = plan.status.clone().unwrap_or_else(|| "active".into());
         let body = CertificateUpdate {
-            revocation_reason: if status == REVOKED { plan.revocation_reason.clone() } else { None },
+            revocation_reason: if status == REVOKED {
+                plan.revocation_reason.clone()
+            } else {
+                None
+            },
             status,
             version: prior.version.unwrap_or_default(),
         };
@@ -442,7 +516,10 @@ impl Resource<Client> for Certificate {
 
     async fn delete(&self, client: &Client, state: Model) -> Result<(), Diagnostics> {
         let id = state.id.unwrap_or_default();
-        let version = state.version.map(|v| format!("?version={v}")).unwrap_or_default();
+        let version = state
+            .version
+            .map(|v| format!("?version={v}"))
+            .unwrap_or_default();
         client
             .delete(&format!("/v1/certificates/{id}{version}"))
             .await
@@ -481,7 +558,9 @@ fn from_api(c: ApiCertificate, known: &Model, ready_for_renewal: bool) -> Model 
     Model {
         id: Some(c.id),
         ca_id: c.ca_id,
-        csr_pem: c.csr_pem.map(|csr| pem_text(&csr, known.csr_pem.as_deref())),
+        csr_pem: c
+            .csr_pem
+            .map(|csr| pem_text(&csr, known.csr_pem.as_deref())),
         key_algorithm: c.key_algorithm,
         device_id: c.device_id,
         common_name: Some(c.common_name),
@@ -521,11 +600,12 @@ pub fn check_csr(csr_pem: &str) -> Result<(), String> {
         "the CSR's signature does not verify: it was altered or not signed by the key it contains"
             .to_string()
     })?;
-    rcgen::SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw)
-        .map_err(|_| {
+    rcgen::SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw).map_err(
+        |_| {
             "unsupported key type in the CSR (supported: ECDSA P-256/P-384, Ed25519, RSA)"
                 .to_string()
-        })?;
+        },
+    )?;
     Ok(())
 }
 
@@ -586,7 +666,9 @@ mod tests {
     fn csr_checks_pem_label_and_signature() {
         let good = csr();
         assert_eq!(check_csr(&good), Ok(()));
-        assert!(check_csr("hello").unwrap_err().contains("not a PEM document"));
+        assert!(check_csr("hello")
+            .unwrap_err()
+            .contains("not a PEM document"));
         let cert_pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(check_csr(cert_pem).unwrap_err().contains("got CERTIFICATE"));
 
@@ -596,7 +678,9 @@ mod tests {
         *der.last_mut().unwrap() ^= 1;
         let bad = pem(&der);
         assert!(
-            check_csr(&bad).unwrap_err().contains("signature does not verify"),
+            check_csr(&bad)
+                .unwrap_err()
+                .contains("signature does not verify"),
             "{:?}",
             check_csr(&bad)
         );

@@ -58,7 +58,12 @@ pub struct Model {
 
 /// Attributes only a generated CA takes: fleetd reads them from the
 /// certificate of an imported one.
-const GENERATED_ONLY: [&str; 4] = ["common_name", "organization", "key_algorithm", "validity_days"];
+const GENERATED_ONLY: [&str; 4] = [
+    "common_name",
+    "organization",
+    "key_algorithm",
+    "validity_days",
+];
 
 #[async_trait]
 impl Resource<Client> for CertificateAuthority {
@@ -224,7 +229,11 @@ impl Resource<Client> for CertificateAuthority {
                     return;
                 }
                 if let Err(e) = pki::import_ca(cert, key, chrono::Utc::now()) {
-                    diags.extend(pki_diag("Invalid CA", e, &[("private_key_pem", "private_key_pem_wo")]));
+                    diags.extend(pki_diag(
+                        "Invalid CA",
+                        e,
+                        &[("private_key_pem", "private_key_pem_wo")],
+                    ));
                 }
             }
         } else if !attr("private_key_pem_wo").is_null() {
@@ -238,7 +247,12 @@ impl Resource<Client> for CertificateAuthority {
         }
     }
 
-    async fn modify_plan(&self, _client: Option<&Client>, plan: &mut PlanChange<'_>, _diags: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        _client: Option<&Client>,
+        plan: &mut PlanChange<'_>,
+        _diags: &mut Diagnostics,
+    ) {
         let cfg = |n: &str| plan.config.attr(n).cloned().unwrap_or(Value::Null);
         if plan.is_create() {
             let importing = !cfg("certificate_pem").is_null();
@@ -263,14 +277,21 @@ impl Resource<Client> for CertificateAuthority {
         }
         // The same certificate, reformatted (e.g. after import, fleetd's
         // text ends with a newline the file does not have): not a new CA.
-        if let (Some(p), Some(n)) = (plan.prior_attr("certificate_pem").as_str(), plan.planned_attr("certificate_pem").as_str()) {
+        if let (Some(p), Some(n)) = (
+            plan.prior_attr("certificate_pem").as_str(),
+            plan.planned_attr("certificate_pem").as_str(),
+        ) {
             if p.trim() == n.trim() {
-                plan.requires_replace.retain(|a| a != &AttrPath::root("certificate_pem"));
+                plan.requires_replace
+                    .retain(|a| a != &AttrPath::root("certificate_pem"));
             }
         }
         // The write-only key's version: a change from one value to another
         // means a new key, which fleetd only takes on creation.
-        let (pv, nv) = (plan.prior_attr("private_key_pem_wo_version"), plan.planned_attr("private_key_pem_wo_version"));
+        let (pv, nv) = (
+            plan.prior_attr("private_key_pem_wo_version"),
+            plan.planned_attr("private_key_pem_wo_version"),
+        );
         if !pv.is_null() && !nv.is_null() && pv != nv {
             plan.require_replace("private_key_pem_wo_version");
         }
@@ -284,14 +305,31 @@ impl Resource<Client> for CertificateAuthority {
         }
     }
 
-    async fn create(&self, client: &Client, plan: Model, config: Model) -> Result<Model, Diagnostics> {
+    async fn create(
+        &self,
+        client: &Client,
+        plan: Model,
+        config: Model,
+    ) -> Result<Model, Diagnostics> {
         let importing = config.certificate_pem.is_some();
         let body = CertificateAuthorityCreate {
             name: plan.name.clone(),
             description: plan.description.clone().unwrap_or_default(),
-            common_name: if importing { None } else { plan.common_name.clone() },
-            organization: if importing { None } else { config.organization.clone() },
-            key_algorithm: if importing { None } else { plan.key_algorithm.clone() },
+            common_name: if importing {
+                None
+            } else {
+                plan.common_name.clone()
+            },
+            organization: if importing {
+                None
+            } else {
+                config.organization.clone()
+            },
+            key_algorithm: if importing {
+                None
+            } else {
+                plan.key_algorithm.clone()
+            },
             validity_days: if importing { None } else { plan.validity_days },
             certificate_pem: config.certificate_pem.clone(),
             private_key_pem: config.private_key_pem_wo.clone(),
@@ -308,7 +346,9 @@ impl Resource<Client> for CertificateAuthority {
     }
 
     async fn read(&self, client: &Client, state: Model) -> Result<Option<Model>, Diagnostics> {
-        let Some(id) = state.id.clone() else { return Ok(None) };
+        let Some(id) = state.id.clone() else {
+            return Ok(None);
+        };
         let ca: Option<ApiCa> = client
             .get_opt(&format!("/v1/certificate-authorities/{id}"))
             .await
@@ -316,7 +356,13 @@ impl Resource<Client> for CertificateAuthority {
         Ok(ca.map(|ca| from_api(ca, &state)))
     }
 
-    async fn update(&self, client: &Client, prior: Model, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn update(
+        &self,
+        client: &Client,
+        prior: Model,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let id = prior.id.clone().unwrap_or_default();
         if plan.name == prior.name && plan.description == prior.description {
             // Nothing fleetd stores changed (force_destroy, the key version).
@@ -349,7 +395,10 @@ impl Resource<Client> for CertificateAuthority {
                     .map_err(|e| api_diag("Could not delete a certificate of the certificate authority (force_destroy)", e))?;
             }
         }
-        let version = state.version.map(|v| format!("?version={v}")).unwrap_or_default();
+        let version = state
+            .version
+            .map(|v| format!("?version={v}"))
+            .unwrap_or_default();
         client
             .delete(&format!("/v1/certificate-authorities/{id}{version}"))
             .await
@@ -419,7 +468,10 @@ fn from_api(ca: ApiCa, known: &Model) -> Model {
         organization: ca.organization,
         key_algorithm: Some(ca.key_algorithm),
         validity_days: Some(ca.validity_days),
-        certificate_pem: Some(pem_text(&ca.certificate_pem, known.certificate_pem.as_deref())),
+        certificate_pem: Some(pem_text(
+            &ca.certificate_pem,
+            known.certificate_pem.as_deref(),
+        )),
         private_key_pem_wo: None,
         private_key_pem_wo_version: known.private_key_pem_wo_version,
         force_destroy: Some(known.force_destroy.unwrap_or(false)),

@@ -159,18 +159,40 @@ impl Resource<Client> for Device {
         plan: Model,
         _config: Model,
     ) -> Result<Model, Diagnostics> {
-        let id = prior.id.unwrap_or_default();
-        let body = DeviceUpdate {
+        let id = prior.id.clone().unwrap_or_default();
+        let mut body = DeviceUpdate {
             name: plan.name.clone(),
             hardware: plan.hardware.clone(),
             attributes: plan.attributes.clone().unwrap_or_default(),
             group_ids: plan.group_ids.clone().unwrap_or_default(),
             version: prior.version.unwrap_or_default(),
         };
-        let d: ApiDevice = client
-            .put(&format!("/v1/devices/{id}"), &body)
-            .await
-            .map_err(|e| errors("Could not update device", e))?;
+        let path = format!("/v1/devices/{id}");
+        let d: ApiDevice = match client.put(&path, &body).await {
+            Ok(d) => d,
+            Err(e) if is_stale(&e) => {
+                // Deleting a group removes its memberships and bumps the
+                // version of its devices. When that is all that changed
+                // since Terraform read the device (a member group being
+                // replaced in this same apply), the update is not a
+                // conflict: base it on the current version.
+                let current: Option<ApiDevice> = client
+                    .get_opt(&path)
+                    .await
+                    .map_err(|e| errors("Could not read device", e))?;
+                match current {
+                    Some(c) if only_lost_groups(&prior, &c) => {
+                        body.version = c.version;
+                        client
+                            .put(&path, &body)
+                            .await
+                            .map_err(|e| errors("Could not update device", e))?
+                    }
+                    _ => return Err(errors("Could not update device", e)),
+                }
+            }
+            Err(e) => return Err(errors("Could not update device", e)),
+        };
         Ok(from_api(d))
     }
 
@@ -222,6 +244,21 @@ fn validate_attributes(attrs: &BTreeMap<String, Value>, diags: &mut Diagnostics)
             diags.push(Diagnostic::error(format!("Invalid value for {path}"), e.message).at(path));
         }
     }
+}
+
+fn is_stale(e: &crate::client::ClientError) -> bool {
+    matches!(e, crate::client::ClientError::Api(a)
+        if a.error == fleet_api::ErrorKind::Conflict && a.current_version.is_some())
+}
+
+/// Whether `current` differs from what Terraform last read only by static
+/// groups it no longer has.
+fn only_lost_groups(prior: &Model, current: &ApiDevice) -> bool {
+    let known = prior.group_ids.clone().unwrap_or_default();
+    current.name == prior.name
+        && current.hardware == prior.hardware
+        && Some(&current.attributes) == prior.attributes.as_ref()
+        && current.group_ids.iter().all(|g| known.contains(g))
 }
 
 /// fleetd names set elements by index (`group_ids[1]`); Terraform cannot

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::api_diag;
 use super::fleet_certificate::domain_check;
+use crate::client::Client;
 use crate::tfplugin::{
     model, validators, AttrPath, Attribute, Block, Diagnostic, Diagnostics, PlanChange, Resource,
     Schema, Value,
 };
-use crate::client::Client;
 
 pub struct Enrollment;
 
@@ -111,7 +111,13 @@ impl Resource<Client> for Enrollment {
     /// fleetd's enrollment rules over whatever is known (an unknown part is
     /// checked as its default, which always passes).
     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
-        let known = |n: &str| config.attr(n).filter(|v| v.is_fully_known()).cloned().unwrap_or(Value::Null);
+        let known = |n: &str| {
+            config
+                .attr(n)
+                .filter(|v| v.is_fully_known())
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
         let json = |n: &str| model::to_json(&known(n));
         let attributes: BTreeMap<String, String> =
             serde_json::from_value(json("attributes")).unwrap_or_default();
@@ -126,17 +132,30 @@ impl Resource<Client> for Enrollment {
             attributes,
         };
         if let Err(e) = enrollment::validate(&spec) {
-            diags.push(Diagnostic::error(format!("Invalid value for {}", e.field), e.message).at(AttrPath::parse(&e.field)));
+            diags.push(
+                Diagnostic::error(format!("Invalid value for {}", e.field), e.message)
+                    .at(AttrPath::parse(&e.field)),
+            );
         }
     }
 
-    async fn modify_plan(&self, _client: Option<&Client>, plan: &mut PlanChange<'_>, _diags: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        _client: Option<&Client>,
+        plan: &mut PlanChange<'_>,
+        _diags: &mut Diagnostics,
+    ) {
         if plan.is_create() {
             plan.set_planned("enrolled_count", Value::from(0));
         }
     }
 
-    async fn create(&self, client: &Client, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn create(
+        &self,
+        client: &Client,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let body = EnrollmentCreate {
             name: plan.name.clone(),
             ca_id: plan.ca_id.clone(),
@@ -163,7 +182,13 @@ impl Resource<Client> for Enrollment {
         Ok(e.map(from_api))
     }
 
-    async fn update(&self, client: &Client, prior: Model, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn update(
+        &self,
+        client: &Client,
+        prior: Model,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let id = prior.id.unwrap_or_default();
         let body = EnrollmentUpdate {
             name: plan.name.clone(),
@@ -185,7 +210,10 @@ impl Resource<Client> for Enrollment {
 
     async fn delete(&self, client: &Client, state: Model) -> Result<(), Diagnostics> {
         let id = state.id.unwrap_or_default();
-        let version = state.version.map(|v| format!("?version={v}")).unwrap_or_default();
+        let version = state
+            .version
+            .map(|v| format!("?version={v}"))
+            .unwrap_or_default();
         client
             .delete(&format!("/v1/enrollments/{id}{version}"))
             .await

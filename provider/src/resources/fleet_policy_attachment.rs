@@ -85,7 +85,11 @@ impl Resource<Client> for PolicyAttachment {
                 )
                 .at(AttrPath::root("group_id")),
             );
-        } else if group.is_fully_known() && cert.is_fully_known() && !group.is_null() && !cert.is_null() {
+        } else if group.is_fully_known()
+            && cert.is_fully_known()
+            && !group.is_null()
+            && !cert.is_null()
+        {
             // An unknown value may still turn out null: not an error yet.
             diags.push(
                 Diagnostic::error(

@@ -12,8 +12,7 @@ use crate::domain::enrollment::{self, EnrollmentDecision, EnrollmentRequest, Rej
 use crate::domain::pki::CertificateStatus;
 use crate::store::device_api::{
     CheckinReport, Credential, CredentialStatus, DeviceRequestData, EnrollmentClaim,
-    EnrollmentOutcome, EnrollmentRefusal, FleetView, GroupNode, ServerCa, TrustSnapshot,
-    TrustedCa,
+    EnrollmentOutcome, EnrollmentRefusal, FleetView, GroupNode, ServerCa, TrustSnapshot, TrustedCa,
 };
 use crate::store::{
     Actor, AuditAction, Device, DeviceApiStore, DeviceSpec, ObjectKind, StoreError,
@@ -23,6 +22,25 @@ use crate::store::{
 impl DeviceApiStore for SqliteStore {
     async fn trust_snapshot(&self, now: DateTime<Utc>) -> Result<TrustSnapshot, StoreError> {
         self.call(move |conn| trust_snapshot(conn, now)).await
+    }
+
+    async fn trust_stamp(&self) -> Result<String, StoreError> {
+        self.call(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT (SELECT COUNT(*) || '.' || COALESCE(SUM(version), 0) || '.' ||
+                                    COALESCE(MAX(updated_at), '')
+                               FROM certificate_authorities)
+                            || '/' ||
+                            (SELECT COUNT(*) || '.' || COALESCE(MAX(revoked_at), '')
+                               FROM crl_entries)
+                            || '/' ||
+                            (SELECT COUNT(*) || '.' || COALESCE(MAX(updated_at), '')
+                               FROM certificates WHERE status <> 'active')",
+                )?
+                .query_row([], |r| r.get(0))?)
+        })
+        .await
     }
 
     async fn device_request(
@@ -346,7 +364,7 @@ fn enroll(
     if let Some(row) = &row {
         if let Some(device) = find_device(tx, row.device_id.as_deref())? {
             return Ok(EnrollmentOutcome::Enrolled {
-                device,
+                device: Box::new(device),
                 certificate_id: row.id.clone(),
                 enrollment_id: row.enrollment_id.clone(),
                 created: false,
@@ -536,7 +554,7 @@ fn admit(
     )?
     .execute(params![certificate_id, device.id, c.id, now_text])?;
     Ok(EnrollmentOutcome::Enrolled {
-        device,
+        device: Box::new(device),
         certificate_id,
         enrollment_id: Some(c.id.clone()),
         created: true,

@@ -121,17 +121,28 @@ impl EngineStore for SqliteStore {
         let (rollout_id, after) = (rollout_id.to_owned(), after.map(str::to_owned));
         let limit = i64::from(limit.min(crate::store::MAX_PAGE_SIZE));
         self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "{DEVICE_SELECT}
-                  WHERE rollout_id = ?1 AND (?2 IS NULL OR state = ?2)
-                    AND (?3 IS NULL OR device_id > ?3)
-                  ORDER BY device_id LIMIT ?4"
-            ))?;
-            let rows = stmt.query_map(
-                params![rollout_id, state.map(DeviceState::as_str), after, limit],
-                device_from_row,
-            )?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            // Separate statements so that each is an index range scan.
+            let after = after.unwrap_or_default();
+            let rows = match state {
+                Some(state) => conn
+                    .prepare_cached(&format!(
+                        "{DEVICE_SELECT} WHERE rollout_id = ?1 AND state = ?2 AND device_id > ?3
+                          ORDER BY device_id LIMIT ?4"
+                    ))?
+                    .query_map(
+                        params![rollout_id, state.as_str(), after, limit],
+                        device_from_row,
+                    )?
+                    .collect::<rusqlite::Result<_>>()?,
+                None => conn
+                    .prepare_cached(&format!(
+                        "{DEVICE_SELECT} WHERE rollout_id = ?1 AND device_id > ?2
+                          ORDER BY device_id LIMIT ?3"
+                    ))?
+                    .query_map(params![rollout_id, after, limit], device_from_row)?
+                    .collect::<rusqlite::Result<_>>()?,
+            };
+            Ok(rows)
         })
         .await
     }
@@ -715,12 +726,13 @@ fn assign(
         "SELECT rd.device_id, EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
            FROM rollout_devices rd
           WHERE rd.rollout_id = ?1 AND rd.state = 'pending'
-            AND NOT EXISTS (
+            AND (NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
+                 OR NOT EXISTS (
                 SELECT 1 FROM rollout_devices o
                  WHERE o.device_id = rd.device_id AND o.rollout_id <> rd.rollout_id
                    AND (o.state = 'in_progress'
                         OR (o.state = 'rolled_back'
-                            AND o.rollback_state IN ('pending', 'delivered'))))
+                            AND o.rollback_state IN ('pending', 'delivered')))))
           ORDER BY rd.device_id LIMIT ?2",
     )?;
     // The previous firmware: the release of this product the device

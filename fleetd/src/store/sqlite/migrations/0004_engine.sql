@@ -23,9 +23,12 @@ CREATE TABLE rollout_devices (
     PRIMARY KEY (rollout_id, device_id)
 ) STRICT, WITHOUT ROWID;
 
--- The engine's work lists: pending devices in id order, in-progress ones
--- by deadline.
-CREATE INDEX rollout_devices_state ON rollout_devices (rollout_id, state, deadline);
+-- The engine's work lists: devices by state in id order (the primary key
+-- completes every index of a WITHOUT ROWID table), and in-progress ones by
+-- deadline.
+CREATE INDEX rollout_devices_state ON rollout_devices (rollout_id, state);
+CREATE INDEX rollout_devices_deadline ON rollout_devices (rollout_id, deadline)
+    WHERE state = 'in_progress';
 -- A device's assignments (device API check-ins).
 CREATE INDEX rollout_devices_device ON rollout_devices (device_id, state);
 

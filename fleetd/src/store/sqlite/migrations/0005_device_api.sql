@@ -42,6 +42,11 @@ ALTER TABLE certificates_0005 RENAME TO certificates;
 CREATE UNIQUE INDEX certificates_ca_serial ON certificates (ca_id, serial);
 CREATE INDEX certificates_ca_status ON certificates (ca_id, status);
 CREATE INDEX certificates_device ON certificates (device_id, id) WHERE device_id IS NOT NULL;
+-- The device listener checks at every TLS handshake whether its trusted
+-- set is current (count and latest change of CAs, CRL entries and
+-- suspended certificates); these keep that O(log n).
+CREATE INDEX certificates_not_active ON certificates (updated_at) WHERE status <> 'active';
+CREATE INDEX crl_entries_revoked ON crl_entries (revoked_at);
 
 -- Which device a certificate enrolled. Written by zero-touch enrollment;
 -- the device API resolves a certificate to its device through this row
