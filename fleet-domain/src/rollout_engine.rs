@@ -533,7 +533,10 @@ pub fn decide(plan: &RolloutPlan, p: &Progress, now: DateTime<Utc>, opts: &Optio
 }
 
 fn deadline(plan: &RolloutPlan, now: DateTime<Utc>) -> DateTime<Utc> {
-    now + Duration::seconds(plan.device_timeout_secs.min(i64::MAX as u64) as i64)
+    let secs = plan
+        .device_timeout_secs
+        .min(crate::rollout::MAX_DEVICE_TIMEOUT_SECS);
+    now + Duration::seconds(secs as i64)
 }
 
 fn expire(plan: &RolloutPlan, mode: TimeoutMode, now: DateTime<Utc>) -> Action {
@@ -551,7 +554,7 @@ fn running(plan: &RolloutPlan, p: &Progress, now: DateTime<Utc>, opts: &Options)
     if plan.continuous {
         let due = p.targets_refreshed_at.is_none_or(|t| {
             // At least a second apart, or a rescan at `now` would repeat.
-            let every = opts.rescan_interval_secs.clamp(1, i64::MAX as u64);
+            let every = opts.rescan_interval_secs.clamp(1, 365 * 86_400);
             now >= t + Duration::seconds(every as i64)
         });
         if due {

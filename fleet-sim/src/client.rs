@@ -54,7 +54,11 @@ impl Endpoint {
     /// `addr` (`host:port`), trusting the CA in `server_ca_pem`; the
     /// server name defaults to the host part (`localhost` for 127.0.0.1
     /// is fine too: fleetd's certificate names both).
-    pub fn new(addr: SocketAddr, server_ca_pem: &str, server_name: Option<&str>) -> anyhow::Result<Self> {
+    pub fn new(
+        addr: SocketAddr,
+        server_ca_pem: &str,
+        server_name: Option<&str>,
+    ) -> anyhow::Result<Self> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::CertificateDer;
         let mut roots = RootCertStore::empty();

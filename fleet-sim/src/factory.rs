@@ -116,7 +116,11 @@ impl Factory {
 
     /// Signs a certificate for a fresh P-256 device key, valid from now
     /// for `validity_days`.
-    pub fn issue(&self, common_name: &str, validity_days: i64) -> anyhow::Result<DeviceCredentials> {
+    pub fn issue(
+        &self,
+        common_name: &str,
+        validity_days: i64,
+    ) -> anyhow::Result<DeviceCredentials> {
         self.issue_at(common_name, validity_days, Utc::now())
     }
 

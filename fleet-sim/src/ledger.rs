@@ -118,12 +118,17 @@ impl Ledger {
                 Event::Assigned { rollout_id, .. } => {
                     let t = tallies.entry(rollout_id.clone()).or_default();
                     t.assignments += 1;
-                    if assigned.insert((rollout_id.clone(), e.device), ()).is_none() {
+                    if assigned
+                        .insert((rollout_id.clone(), e.device), ())
+                        .is_none()
+                    {
                         t.assigned_devices += 1;
                     }
                 }
                 Event::Reported {
-                    rollout_id, outcome, ..
+                    rollout_id,
+                    outcome,
+                    ..
                 } => {
                     latest.insert((rollout_id.clone(), e.device), *outcome);
                 }

@@ -253,12 +253,20 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .context("a generated factory CA must be imported: give --admin-endpoint and --token (or --fleetd-data-dir), or --factory-dir")?;
             let f = Factory::generate(&format!("{prefix} factory CA"), 365)?;
-            let name = a.ca_name.clone().unwrap_or_else(|| format!("{prefix}-factory"));
+            let name = a
+                .ca_name
+                .clone()
+                .unwrap_or_else(|| format!("{prefix}-factory"));
             let ca_id = admin.import_ca(&name, &f).await?;
             eprintln!("imported factory CA {name} ({ca_id})");
             if let Some(group) = &a.group_id {
                 let e = admin
-                    .create_enrollment(&format!("{prefix}-enrollment"), &ca_id, group, &a.name_template)
+                    .create_enrollment(
+                        &format!("{prefix}-enrollment"),
+                        &ca_id,
+                        group,
+                        &a.name_template,
+                    )
                     .await?;
                 eprintln!("created enrollment {} into group {group}", e.id);
             }

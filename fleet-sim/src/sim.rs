@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_api::device_api::{
-    CheckinRequest, CheckinResponse, DeviceErrorKind, EnrollRequest, EnrollResponse,
-    ResultAck, ResultReport, UpdateOutcome,
+    CheckinRequest, CheckinResponse, DeviceErrorKind, EnrollRequest, EnrollResponse, ResultAck,
+    ResultReport, UpdateOutcome,
 };
 use hyper::{Method, StatusCode};
 use rand::rngs::StdRng;
@@ -109,6 +109,8 @@ pub struct Stats {
     pub connects: AtomicU64,
     /// Devices past enrollment (enrolled, refused or given up).
     pub settled: AtomicU64,
+    /// Milliseconds since the start when the last device settled.
+    settled_at_ms: AtomicU64,
     /// Devices whose task ended.
     pub finished: AtomicU64,
     /// Check-in latency histogram (see [`LATENCY_BUCKETS_MS`]).
@@ -119,7 +121,8 @@ pub struct Stats {
 }
 
 /// Upper bounds (ms) of the check-in latency buckets.
-pub const LATENCY_BUCKETS_MS: [u64; 14] = [1, 2, 3, 5, 7, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+pub const LATENCY_BUCKETS_MS: [u64; 14] =
+    [1, 2, 3, 5, 7, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
 
 impl Stats {
     fn get(c: &AtomicU64) -> u64 {
@@ -173,6 +176,9 @@ pub struct Summary {
     pub server_errors: u64,
     pub connects: u64,
     pub elapsed_secs: f64,
+    /// When every device had enrolled (or been refused), seconds from
+    /// the start.
+    pub all_settled_secs: Option<f64>,
     pub checkins_per_sec: f64,
     pub checkin_p50_ms: Option<u64>,
     pub checkin_p99_ms: Option<u64>,
@@ -199,6 +205,8 @@ impl Summary {
             server_errors: g(&s.server_errors),
             connects: g(&s.connects),
             elapsed_secs: secs,
+            all_settled_secs: (g(&s.settled) >= devices as u64)
+                .then(|| g(&s.settled_at_ms) as f64 / 1000.0),
             checkins_per_sec: if secs > 0.0 {
                 g(&s.checkins) as f64 / secs
             } else {
@@ -390,8 +398,20 @@ async fn run_device(index: usize, sh: &Shared, mut stop: watch::Receiver<bool>) 
     let hardware = cfg.hardware[index % cfg.hardware.len().max(1)].clone();
     let enrolled = enroll_phase(index, sh, &hardware, &mut stop).await;
     sh.stats.settled.fetch_add(1, Ordering::Relaxed);
+    sh.stats
+        .settled_at_ms
+        .fetch_max(sh.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     if let Some((mut client, device_id)) = enrolled {
-        checkin_loop(index, sh, &hardware, &mut client, &device_id, &mut rng, &mut stop).await;
+        checkin_loop(
+            index,
+            sh,
+            &hardware,
+            &mut client,
+            &device_id,
+            &mut rng,
+            &mut stop,
+        )
+        .await;
         sh.stats
             .connects
             .fetch_add(client.connects, Ordering::Relaxed);

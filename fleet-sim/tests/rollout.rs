@@ -60,7 +60,10 @@ async fn a_rollout_over_simulated_devices_matches_the_ledger() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while stats.enrolled.load(Ordering::Relaxed) < devices as u64 {
-        assert!(tokio::time::Instant::now() < deadline, "enrollment too slow");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "enrollment too slow"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -79,10 +82,17 @@ async fn a_rollout_over_simulated_devices_matches_the_ledger() {
     let report = run.await.unwrap();
 
     let counts = &done["counts"];
-    let tally = report.ledger.rollouts().remove(&id).expect("the rollout is in the ledger");
+    let tally = report
+        .ledger
+        .rollouts()
+        .remove(&id)
+        .expect("the rollout is in the ledger");
     assert_eq!(counts["targeted"], devices as u64, "{done}");
     assert_eq!(tally.assigned_devices, devices as u64, "{tally:?}");
-    assert_eq!(tally.assignments, devices as u64, "nobody got the same assignment twice");
+    assert_eq!(
+        tally.assignments, devices as u64,
+        "nobody got the same assignment twice"
+    );
     assert_eq!(counts["succeeded"], tally.succeeded, "{done} vs {tally:?}");
     assert_eq!(counts["failed"], tally.failed, "{done} vs {tally:?}");
     assert_eq!(counts["pending"], 0);
@@ -96,7 +106,13 @@ async fn a_rollout_over_simulated_devices_matches_the_ledger() {
         .entries()
         .iter()
         .filter(|e| {
-            matches!(&e.event, Event::Reported { outcome: UpdateOutcome::Failed, .. })
+            matches!(
+                &e.event,
+                Event::Reported {
+                    outcome: UpdateOutcome::Failed,
+                    ..
+                }
+            )
         })
         .map(|e| e.device)
         .collect();
@@ -123,7 +139,10 @@ async fn twenty_percent_failures_pause_the_rollout_at_the_threshold() {
     let run = tokio::spawn(sim.run());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while stats.enrolled.load(Ordering::Relaxed) < devices as u64 {
-        assert!(tokio::time::Instant::now() < deadline, "enrollment too slow");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "enrollment too slow"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rollout = fleetd
@@ -147,7 +166,10 @@ async fn twenty_percent_failures_pause_the_rollout_at_the_threshold() {
     assert_eq!(counts["succeeded"], tally.succeeded, "{after} vs {tally:?}");
     assert_eq!(counts["failed"], tally.failed, "{after} vs {tally:?}");
     // Paused in the first phase: nobody beyond its 25% got the firmware.
-    assert!(tally.assigned_devices <= devices as u64 / 4, "{tally:?} {paused}");
+    assert!(
+        tally.assigned_devices <= devices as u64 / 4,
+        "{tally:?} {paused}"
+    );
     assert!(tally.failed * 10 >= 20, "{tally:?}");
     fleetd.stop().await;
 }

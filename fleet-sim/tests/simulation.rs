@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 async fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -52,18 +55,25 @@ async fn hundreds_of_devices_enroll_and_check_in() {
     let run = tokio::spawn(sim.run());
     // Every device enrolls and checks in at least twice.
     eventually("300 enrollments and 600 check-ins", 120, || {
-        stats.enrolled.load(Ordering::Relaxed) == 300 && stats.checkins.load(Ordering::Relaxed) >= 600
+        stats.enrolled.load(Ordering::Relaxed) == 300
+            && stats.checkins.load(Ordering::Relaxed) >= 600
     })
     .await;
     stopper.stop();
     let report = run.await.unwrap();
     let s = &report.summary;
     assert_eq!(s.enrolled, 300, "{s:?}");
-    assert_eq!(s.refused + s.enroll_refused + s.transport_errors + s.server_errors, 0, "{s:?}");
+    assert_eq!(
+        s.refused + s.enroll_refused + s.transport_errors + s.server_errors,
+        0,
+        "{s:?}"
+    );
     assert_eq!(report.ledger.enrolled(), 300);
 
     // fleetd agrees with the ledger.
-    let enrollment = fleetd.get(&format!("/v1/enrollments/{enrollment_id}")).await;
+    let enrollment = fleetd
+        .get(&format!("/v1/enrollments/{enrollment_id}"))
+        .await;
     assert_eq!(enrollment["enrolled_count"], 300);
     let group = fleetd.get(&format!("/v1/device-groups/{group_id}")).await;
     assert_eq!(group["device_count"], 300);
@@ -118,7 +128,10 @@ async fn a_revoked_device_is_refused_mid_run_and_the_others_carry_on() {
     let ledger = sim.ledger();
     let stopper = sim.stopper();
     let run = tokio::spawn(sim.run());
-    eventually("20 enrollments", 60, || stats.enrolled.load(Ordering::Relaxed) == 20).await;
+    eventually("20 enrollments", 60, || {
+        stats.enrolled.load(Ordering::Relaxed) == 20
+    })
+    .await;
 
     // Revoke device 7's certificate through the admin API.
     let device_id = ledger

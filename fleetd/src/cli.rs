@@ -66,7 +66,11 @@ pub struct ServeArgs {
     /// A host name or IP address devices use to reach the device API, put
     /// in its server certificate (repeatable; default localhost,
     /// 127.0.0.1, ::1).
-    #[arg(long = "device-server-name", env = "FLEETD_DEVICE_SERVER_NAMES", value_delimiter = ',')]
+    #[arg(
+        long = "device-server-name",
+        env = "FLEETD_DEVICE_SERVER_NAMES",
+        value_delimiter = ','
+    )]
     pub device_server_names: Vec<String>,
 
     /// Time between two passes of the rollout engine, e.g. `1s`, `250ms`.

@@ -63,11 +63,10 @@ variable "import_ca_certificate_pem" {
 }
 
 variable "import_ca_private_key_pem" {
-  description = "PEM private key of the imported CA. Ephemeral and write-only: sent to fleetd once, never stored in plan or state (Terraform >= 1.11)."
+  description = "PEM private key of the imported CA. Sent to fleetd through a write-only attribute, so it never enters state (Terraform >= 1.11). Pass it from an ephemeral source to keep it out of saved plans too."
   type        = string
   default     = null
   sensitive   = true
-  ephemeral   = true
 }
 
 variable "enrollment_max_devices" {

@@ -22,8 +22,6 @@ use super::DeviceState;
 use crate::domain::policy::RequestContext;
 use crate::domain::query::DeviceFacts;
 use crate::store::device_api::{Credential, CredentialStatus};
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 use crate::store::Device;
 
 /// A request whose certificate is currently acceptable; the device may

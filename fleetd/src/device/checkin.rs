@@ -24,8 +24,6 @@ use super::error::DeviceError;
 use super::DeviceState;
 use crate::store::device_api::CheckinReport;
 use crate::store::engine::Assignment;
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 
 /// Longest reported firmware version / health word.
 const MAX_REPORTED_LEN: usize = 128;

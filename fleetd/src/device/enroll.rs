@@ -21,8 +21,6 @@ use super::error::DeviceError;
 use super::DeviceState;
 use crate::domain::device;
 use crate::store::device_api::{EnrollmentClaim, EnrollmentOutcome};
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 
 pub async fn enroll(
     State(state): State<DeviceState>,
@@ -59,7 +57,7 @@ pub async fn enroll(
         }) => {
             state.metrics.decision(DEVICE_ENROLL, true, "enrollment");
             if created {
-                tracing::info!(device_id = %device.id, name = %device.name, ca = %id.ca_name, "device enrolled");
+                tracing::debug!(device_id = %device.id, name = %device.name, ca = %id.ca_name, "device enrolled");
             }
             let status = if created {
                 StatusCode::CREATED

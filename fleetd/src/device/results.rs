@@ -15,8 +15,6 @@ use super::authz::FIRMWARE_REPORT;
 use super::error::DeviceError;
 use super::DeviceState;
 use crate::store::engine::UpdateOutcome;
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 use crate::store::StoreError;
 
 /// Longest accepted failure reason.

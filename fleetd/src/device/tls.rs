@@ -23,8 +23,6 @@ use rustls::sign::CertifiedKey;
 
 use crate::keystore::MasterKey;
 use crate::store::device_api::{ServerCa, SERVER_CA_KEY_CONTEXT};
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 use crate::store::Store;
 
 /// Validity of the device server CA (20 years).

@@ -27,7 +27,7 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{StoresServerSessions, WebPkiClientVerifier};
+use rustls::server::{ProducesTickets, StoresServerSessions, WebPkiClientVerifier};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
     SignatureScheme,
@@ -37,8 +37,6 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::metrics::DeviceMetrics;
 use super::tls::ServerIdentity;
 use crate::domain::pki;
-#[allow(unused_imports)]
-use crate::store::prelude::*;
 use crate::store::Store;
 
 /// A CA of the current epoch.
@@ -120,6 +118,7 @@ pub struct TrustState {
     identity: Arc<ServerIdentity>,
     provider: Arc<CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
+    ticketer: Arc<dyn ProducesTickets>,
     metrics: Arc<DeviceMetrics>,
     refresh_every: Duration,
     current: RwLock<Arc<TrustEpoch>>,
@@ -135,22 +134,25 @@ impl TrustState {
         metrics: Arc<DeviceMetrics>,
         refresh_every: Duration,
     ) -> anyhow::Result<TrustState> {
+        // TLS 1.3 resumption uses stateless tickets (no memory per device;
+        // the key is shared by every epoch); the cache is for TLS 1.2.
         let sessions: Arc<dyn StoresServerSessions> =
-            rustls::server::ServerSessionMemoryCache::new(50_000);
-        let epoch = build_epoch(
-            store.as_ref(),
-            &identity,
-            &provider,
-            &sessions,
-            &metrics,
-            None,
-        )
-        .await?;
+            rustls::server::ServerSessionMemoryCache::new(10_000);
+        let ticketer = rustls::crypto::ring::Ticketer::new()?;
+        let tls = TlsShared {
+            identity: &identity,
+            provider: &provider,
+            sessions: &sessions,
+            ticketer: &ticketer,
+            metrics: &metrics,
+        };
+        let epoch = build_epoch(store.as_ref(), &tls, None).await?;
         Ok(TrustState {
             store,
             identity,
             provider,
             sessions,
+            ticketer,
             metrics,
             refresh_every,
             current: RwLock::new(Arc::new(epoch)),
@@ -187,16 +189,14 @@ impl TrustState {
             return epoch;
         }
         self.identity.renew_if_due(Utc::now());
-        let fresh = match build_epoch(
-            self.store.as_ref(),
-            &self.identity,
-            &self.provider,
-            &self.sessions,
-            &self.metrics,
-            Some(&epoch),
-        )
-        .await
-        {
+        let tls = TlsShared {
+            identity: &self.identity,
+            provider: &self.provider,
+            sessions: &self.sessions,
+            ticketer: &self.ticketer,
+            metrics: &self.metrics,
+        };
+        let fresh = match build_epoch(self.store.as_ref(), &tls, Some(&epoch)).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!("cannot reload the device API's trusted CAs: {e:#}");
@@ -216,14 +216,27 @@ impl TrustState {
     }
 }
 
+/// What every epoch's TLS configuration shares.
+struct TlsShared<'a> {
+    identity: &'a Arc<ServerIdentity>,
+    provider: &'a Arc<CryptoProvider>,
+    sessions: &'a Arc<dyn StoresServerSessions>,
+    ticketer: &'a Arc<dyn ProducesTickets>,
+    metrics: &'a Arc<DeviceMetrics>,
+}
+
 async fn build_epoch(
     store: &dyn Store,
-    identity: &Arc<ServerIdentity>,
-    provider: &Arc<CryptoProvider>,
-    sessions: &Arc<dyn StoresServerSessions>,
-    metrics: &Arc<DeviceMetrics>,
+    shared: &TlsShared<'_>,
     previous: Option<&TrustEpoch>,
 ) -> anyhow::Result<TrustEpoch> {
+    let TlsShared {
+        identity,
+        provider,
+        sessions,
+        ticketer,
+        metrics,
+    } = *shared;
     // Stamp first: a change racing with the snapshot shows up as a stamp
     // mismatch at the next handshake and is reloaded then.
     let stamp = store.trust_stamp().await?;
@@ -300,6 +313,7 @@ async fn build_epoch(
         .with_cert_resolver(Arc::clone(identity) as Arc<dyn rustls::server::ResolvesServerCert>);
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     tls.session_storage = Arc::clone(sessions);
+    tls.ticketer = Arc::clone(ticketer);
     tracing::debug!(cas = cas.len(), "device API trust reloaded");
     Ok(TrustEpoch {
         loaded_at: Instant::now(),

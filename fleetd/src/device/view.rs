@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(ctx.direct_group_ids, ["child"]);
         let ctx = v.context(&facts("m2"), &["child".into()], &["p3".into()]);
         let ids: Vec<&str> = ctx.policies.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ids, ["p3", "p1", "p2"]);
+        assert_eq!(ids, ["p3", "p2", "p1"]);
         assert_eq!(ctx.direct_group_ids, ["child", "dyn"]);
     }
 

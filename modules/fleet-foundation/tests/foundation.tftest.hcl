@@ -6,7 +6,7 @@ variables {
 
 run "default_environments_with_enrollment" {
   assert {
-    condition     = keys(output.environment_group_ids) == tolist(["dev", "prod", "staging"])
+    condition     = toset(keys(output.environment_group_ids)) == toset(["dev", "prod", "staging"])
     error_message = "Expected dev, staging and prod environment groups."
   }
   assert {

@@ -196,10 +196,13 @@ impl Resource<Client> for CertificateAuthority {
 
     fn validate(&self, config: &Value, diags: &mut Diagnostics) {
         let attr = |n: &str| config.attr(n).unwrap_or(&Value::Null);
-        let importing = !attr("certificate_pem").is_null();
+        // Unknown values (e.g. module variables during `terraform validate`)
+        // are not conflicts: they are checked again once known.
+        let set = |v: &Value| !v.is_null() && !v.is_unknown();
+        let importing = set(attr("certificate_pem"));
         if importing {
             for name in GENERATED_ONLY {
-                if !attr(name).is_null() {
+                if set(attr(name)) {
                     diags.push(
                         Diagnostic::error(
                             format!("{name} conflicts with certificate_pem"),
@@ -236,7 +239,7 @@ impl Resource<Client> for CertificateAuthority {
                     ));
                 }
             }
-        } else if !attr("private_key_pem_wo").is_null() {
+        } else if set(attr("private_key_pem_wo")) && attr("certificate_pem").is_null() {
             diags.push(
                 Diagnostic::error(
                     "Missing certificate_pem",

@@ -439,7 +439,7 @@ fn set_status(
 fn timeout_secs(row: &ProgressRow) -> i64 {
     duration::parse("device_timeout", &row.device_timeout)
         .unwrap_or(crate::domain::rollout::DEFAULT_DEVICE_TIMEOUT_SECS)
-        .min(i64::MAX as u64) as i64
+        .min(crate::domain::rollout::MAX_DEVICE_TIMEOUT_SECS) as i64
 }
 
 /// The end of a rollout: pending devices and assignments nobody fetched
