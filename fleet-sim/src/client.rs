@@ -108,6 +108,8 @@ pub struct DeviceClient {
     conn: Option<SendRequest<Full<Bytes>>>,
     /// Connections opened so far (1 + reconnects).
     pub connects: u64,
+    /// Of those, the ones that resumed a TLS session.
+    pub resumed: u64,
 }
 
 impl DeviceClient {
@@ -128,6 +130,7 @@ impl DeviceClient {
             keep_alive,
             conn: None,
             connects: 0,
+            resumed: 0,
         })
     }
 
@@ -145,6 +148,9 @@ impl DeviceClient {
             .connect(self.endpoint.server_name.clone(), tcp)
             .await
             .map_err(classify_io)?;
+        if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.resumed += 1;
+        }
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| CallError::Transport(e.to_string()))?;

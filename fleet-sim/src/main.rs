@@ -333,12 +333,13 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             s.devices, s.enrolled, s.refused, s.enroll_refused
         );
         println!(
-            "check-ins {} ({:.0}/s, p50 ≤{}ms, p99 ≤{}ms)  connects {}",
+            "check-ins {} ({:.0}/s, p50 ≤{}ms, p99 ≤{}ms)  connects {} (resumed {})",
             s.checkins,
             s.checkins_per_sec,
             s.checkin_p50_ms.map_or("-".into(), |v| v.to_string()),
             s.checkin_p99_ms.map_or("-".into(), |v| v.to_string()),
-            s.connects
+            s.connects,
+            s.resumed
         );
         println!(
             "assignments {}  succeeded {}  failed {}  rolled back {}  report rejected {}  denied {}",

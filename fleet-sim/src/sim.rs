@@ -107,6 +107,7 @@ pub struct Stats {
     pub transport_errors: AtomicU64,
     pub server_errors: AtomicU64,
     pub connects: AtomicU64,
+    pub resumed: AtomicU64,
     /// Devices past enrollment (enrolled, refused or given up).
     pub settled: AtomicU64,
     /// Milliseconds since the start when the last device settled.
@@ -175,6 +176,8 @@ pub struct Summary {
     pub transport_errors: u64,
     pub server_errors: u64,
     pub connects: u64,
+    /// Connections that resumed a TLS session (no full handshake).
+    pub resumed: u64,
     pub elapsed_secs: f64,
     /// When every device had enrolled (or been refused), seconds from
     /// the start.
@@ -204,6 +207,7 @@ impl Summary {
             transport_errors: g(&s.transport_errors),
             server_errors: g(&s.server_errors),
             connects: g(&s.connects),
+            resumed: g(&s.resumed),
             elapsed_secs: secs,
             all_settled_secs: (g(&s.settled) >= devices as u64)
                 .then(|| g(&s.settled_at_ms) as f64 / 1000.0),
@@ -415,6 +419,9 @@ async fn run_device(index: usize, sh: &Shared, mut stop: watch::Receiver<bool>) 
         sh.stats
             .connects
             .fetch_add(client.connects, Ordering::Relaxed);
+        sh.stats
+            .resumed
+            .fetch_add(client.resumed, Ordering::Relaxed);
     }
 }
 

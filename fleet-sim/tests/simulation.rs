@@ -240,3 +240,29 @@ async fn enrollment_limits_and_policy_denials_show_in_the_ledger() {
     assert!(s.checkins >= 5);
     fleetd.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_devices_resume_their_tls_sessions() {
+    let fleetd = Fleetd::start().await;
+    let (_, factory, _, _) = fleetd.product_line("gauges").await;
+    let mut cfg = fleetd.sim_config(20, "gauge");
+    cfg.keep_alive = false;
+    cfg.checkin_interval = Duration::from_millis(100);
+    let sim = Simulation::new(cfg, Arc::new(factory));
+    let stats = sim.stats();
+    let stopper = sim.stopper();
+    let run = tokio::spawn(sim.run());
+    eventually("100 check-ins", 60, || {
+        stats.checkins.load(Ordering::Relaxed) >= 100
+    })
+    .await;
+    stopper.stop();
+    let s = run.await.unwrap().summary;
+    assert_eq!(s.enrolled, 20, "{s:?}");
+    assert_eq!(s.transport_errors + s.server_errors + s.refused, 0, "{s:?}");
+    // One connection per call: enrollment plus every check-in.
+    assert!(s.connects >= s.checkins + 20, "{s:?}");
+    // All but the first handshake of each device resumed.
+    assert!(s.resumed >= s.connects - 20 - 5, "{s:?}");
+    fleetd.stop().await;
+}

@@ -25,6 +25,10 @@ impl TestServer {
     pub async fn start(data_dir: &Path) -> TestServer {
         let mut config = Config::new(data_dir);
         config.listen = "127.0.0.1:0".to_owned();
+        // API tests assert what the API stores; the background engine would
+        // race them (a rollout over empty groups completes at once). Engine
+        // tests drive it explicitly or set their own interval.
+        config.engine_interval = std::time::Duration::from_secs(3600);
         Self::start_with(config).await
     }
 
