@@ -207,3 +207,32 @@ fn stale_write_is_a_clear_conflict_and_nothing_is_lost() -> Result<()> {
     acc.wd.destroy()?;
     Ok(())
 }
+
+#[test]
+fn import_block_generates_configuration() -> Result<()> {
+    let acc = Acc::new()?;
+    let (status, g) = acc.fleetd.send(
+        "POST",
+        "/v1/device-groups",
+        Some(&json!({"name": "legacy", "description": "made by hand", "tags": {"owner": "ops"}})),
+    )?;
+    assert_eq!(status, 201, "{g}");
+    let id = g["id"].as_str().unwrap();
+    acc.wd.write_config(&format!(
+        "{PROVIDER}\nimport {{\n  to = fleet_device_group.legacy\n  id = \"{id}\"\n}}\n"
+    ))?;
+    acc.wd.ok(&["plan", "-no-color", "-generate-config-out=generated.tf"])?;
+    let generated = std::fs::read_to_string(acc.wd.path().join("generated.tf"))?;
+    assert!(generated.contains("name") && generated.contains("\"legacy\""), "{generated}");
+    assert!(generated.contains("made by hand"), "{generated}");
+    for computed in ["path", "effective_config", "device_count", "version"] {
+        assert!(
+            !generated.lines().any(|l| l.trim_start().starts_with(&format!("{computed} "))),
+            "computed {computed} must not be generated:\n{generated}"
+        );
+    }
+    // The generated configuration imports with no change.
+    acc.wd.ok(&["apply", "-auto-approve", "-no-color"])?;
+    acc.wd.assert_empty_plan()?;
+    Ok(())
+}
