@@ -112,6 +112,8 @@ pub struct Stats {
     pub settled: AtomicU64,
     /// Milliseconds since the start when the last device settled.
     settled_at_ms: AtomicU64,
+    /// Check-ins counted when the last device settled.
+    checkins_at_settle: AtomicU64,
     /// Devices whose task ended.
     pub finished: AtomicU64,
     /// Check-in latency histogram (see [`LATENCY_BUCKETS_MS`]).
@@ -183,6 +185,8 @@ pub struct Summary {
     /// the start.
     pub all_settled_secs: Option<f64>,
     pub checkins_per_sec: f64,
+    /// Check-ins per second once every device had enrolled.
+    pub steady_checkins_per_sec: Option<f64>,
     pub checkin_p50_ms: Option<u64>,
     pub checkin_p99_ms: Option<u64>,
 }
@@ -216,6 +220,13 @@ impl Summary {
             } else {
                 0.0
             },
+            steady_checkins_per_sec: (g(&s.settled) >= devices as u64)
+                .then(|| {
+                    let t = secs - g(&s.settled_at_ms) as f64 / 1000.0;
+                    let n = g(&s.checkins).saturating_sub(g(&s.checkins_at_settle));
+                    (t > 1.0).then(|| n as f64 / t)
+                })
+                .flatten(),
             checkin_p50_ms: s.latency_quantile_ms(0.5),
             checkin_p99_ms: s.latency_quantile_ms(0.99),
         }
@@ -281,6 +292,7 @@ impl Simulation {
             ledger: Arc::clone(&self.ledger),
             stats: Arc::clone(&self.stats),
             connect: Semaphore::new(self.cfg.connect_concurrency.max(1)),
+            reconnect: Semaphore::new(self.cfg.connect_concurrency.max(1)),
             cpu: Semaphore::new(
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -338,7 +350,10 @@ struct Shared {
     factory: Arc<Factory>,
     ledger: Arc<Ledger>,
     stats: Arc<Stats>,
+    /// Enrollments in flight.
     connect: Semaphore,
+    /// Reconnecting check-ins in flight (without keep-alive).
+    reconnect: Semaphore,
     cpu: Semaphore,
     started: Instant,
 }
@@ -405,6 +420,10 @@ async fn run_device(index: usize, sh: &Shared, mut stop: watch::Receiver<bool>) 
     sh.stats
         .settled_at_ms
         .fetch_max(sh.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    if sh.stats.settled.load(Ordering::Relaxed) == sh.cfg.devices as u64 {
+        let n = sh.stats.checkins.load(Ordering::Relaxed);
+        sh.stats.checkins_at_settle.store(n, Ordering::Relaxed);
+    }
     if let Some((mut client, device_id)) = enrolled {
         checkin_loop(
             index,
@@ -559,15 +578,16 @@ async fn checkin_loop(
             break;
         }
         wait = interval.mul_f64(0.9 + 0.2 * rng.random::<f64>());
-        let started = Instant::now();
         let reconnect = !cfg.keep_alive;
-        let answer = {
+        let (answer, started) = {
             let _permit = if reconnect {
-                sh.connect.acquire().await.ok()
+                sh.reconnect.acquire().await.ok()
             } else {
                 None
             };
-            client
+            // Latency as the device sees it once it is its turn to call.
+            let started = Instant::now();
+            let answer = client
                 .call::<_, CheckinResponse>(
                     Method::POST,
                     "/checkin",
@@ -578,7 +598,8 @@ async fn checkin_loop(
                         config_digest: digest.clone(),
                     }),
                 )
-                .await
+                .await;
+            (answer, started)
         };
         let resp = match answer {
             Ok(Answer::Ok(_, r)) => {

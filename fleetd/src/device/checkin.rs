@@ -62,8 +62,8 @@ pub async fn checkin(
     }
 
     state
-        .store
-        .record_checkin(
+        .checkins
+        .record(
             &caller.device.id,
             CheckinReport {
                 firmware_version: body.firmware_version,

@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod authz;
 mod checkin;
+pub mod checkin_writer;
 mod enroll;
 pub mod error;
 pub mod metrics;
@@ -80,7 +81,9 @@ pub struct DeviceOptions {
     /// is added when it is a specific address).
     pub server_names: Vec<String>,
     /// How old the trusted CA set may get before a new connection reloads
-    /// it from the store.
+    /// it even though the store's trust stamp did not change (only CAs
+    /// starting or ending their validity need this; changes are picked up
+    /// at the next handshake anyway).
     pub trust_refresh: Duration,
 }
 
@@ -90,6 +93,7 @@ pub struct DeviceState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<DeviceMetrics>,
     pub view: Arc<ViewCache>,
+    pub checkins: checkin_writer::CheckinWriter,
 }
 
 /// The device API's routes.
@@ -178,6 +182,7 @@ impl DeviceServer {
         .context("loading the fleet CAs for the device API")?;
 
         let router = router(DeviceState {
+            checkins: checkin_writer::CheckinWriter::spawn(Arc::clone(&store)),
             store,
             metrics: Arc::clone(&metrics),
             view: Arc::new(ViewCache::default()),
@@ -289,7 +294,9 @@ impl Connection {
         let (stream, epoch) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                metrics.handshake(handshake_failure(&e));
+                if let Some(word) = handshake_failure(&e) {
+                    metrics.handshake(word);
+                }
                 tracing::debug!(%peer, "device TLS handshake failed: {e}");
                 return;
             }
@@ -333,16 +340,13 @@ impl Connection {
     }
 }
 
-/// The metrics word for a failed handshake. Certificate problems were
-/// already counted (with their reason) by the verifier.
-fn handshake_failure(e: &std::io::Error) -> &'static str {
-    let text = e.to_string();
-    if text.contains("peer sent no certificates") || text.contains("NoCertificatesPresented") {
-        "no_certificate"
-    } else if text.contains("invalid peer certificate") {
-        "certificate_refused"
-    } else {
-        "failed"
+/// The metrics word for a failed handshake, or `None` when the verifier
+/// already counted it (with the certificate's specific problem).
+fn handshake_failure(e: &std::io::Error) -> Option<&'static str> {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => None,
+        Some(rustls::Error::NoCertificatesPresented) => Some("no_certificate"),
+        _ => Some("failed"),
     }
 }
 

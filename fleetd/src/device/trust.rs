@@ -86,29 +86,58 @@ impl std::fmt::Debug for TrustEpoch {
 
 impl TrustEpoch {
     /// Identifies the CA of a client certificate that passed the
-    /// handshake (or was resumed from one) and checks it is valid at
-    /// `now`.
+    /// handshake (or was resumed from a session that did) and checks it is
+    /// valid at `now` and its CA is still trusted.
+    ///
+    /// The signature is not verified again: rustls-webpki did that at the
+    /// full handshake, and a resumed session's certificate comes from a
+    /// ticket only this fleetd could have issued. Only when several
+    /// trusted CAs share the issuer's name does the signature pick the CA.
     pub fn identify(&self, cert_der: &[u8], now: DateTime<Utc>) -> Result<ClientIdentity, String> {
-        let issuer = issuer_raw(cert_der).ok_or("malformed client certificate")?;
-        let mut last_err = "the certificate's issuer is not a fleet CA".to_owned();
-        for ca in self.cas.iter().filter(|c| c.subject_raw == issuer) {
-            match pki::verify_chain(cert_der, &ca.der, now) {
-                Ok(info) => {
-                    return Ok(ClientIdentity {
-                        ca_id: ca.id.clone(),
-                        ca_name: ca.name.clone(),
-                        serial: info.serial,
-                        fingerprint: info.fingerprint,
-                        common_name: info.common_name,
-                        certificate_pem: pem_encode(cert_der),
-                        not_before: info.not_before,
-                        not_after: info.not_after,
-                    })
-                }
-                Err(e) => last_err = e.to_string(),
-            }
+        let (_, cert) = X509Certificate::from_der(cert_der)
+            .map_err(|e| format!("malformed client certificate: {e}"))?;
+        let issuer = cert.issuer().as_raw();
+        let candidates: Vec<&CaEntry> = self
+            .cas
+            .iter()
+            .filter(|c| c.subject_raw == issuer)
+            .collect();
+        let ca = match candidates.as_slice() {
+            [] => return Err("the certificate's issuer is not a trusted fleet CA".into()),
+            [only] => *only,
+            several => several
+                .iter()
+                .find(|c| pki::verify_chain(cert_der, &c.der, now).is_ok())
+                .copied()
+                .ok_or("the certificate does not verify with any trusted fleet CA")?,
+        };
+        let not_before = DateTime::from_timestamp(cert.validity().not_before.timestamp(), 0)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let not_after = DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        if now < not_before {
+            return Err(format!("the certificate is not valid before {not_before}"));
         }
-        Err(last_err)
+        if now > not_after {
+            return Err(format!("the certificate expired at {not_after}"));
+        }
+        let serial = serial_hex(&cert);
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
+        Ok(ClientIdentity {
+            ca_id: ca.id.clone(),
+            ca_name: ca.name.clone(),
+            serial,
+            fingerprint: pki::fingerprint(cert_der),
+            common_name,
+            certificate_pem: pem_encode(cert_der),
+            not_before,
+            not_after,
+        })
     }
 }
 
@@ -451,21 +480,21 @@ fn subject_raw(der: &[u8]) -> Option<Vec<u8>> {
     Some(cert.subject().as_raw().to_vec())
 }
 
-fn issuer_raw(der: &[u8]) -> Option<Vec<u8>> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    Some(cert.issuer().as_raw().to_vec())
-}
-
-/// The issuer DN (raw) and the serial as the store records it (lower-case
-/// hex, leading zero bytes stripped).
-fn issuer_and_serial(der: &[u8]) -> Option<(Vec<u8>, String)> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
+/// The serial as the store records it: lower-case hex, leading zero
+/// bytes stripped (as [`pki::inspect_certificate`] reports it).
+fn serial_hex(cert: &X509Certificate<'_>) -> String {
     let raw = cert.raw_serial();
     let first = raw
         .iter()
         .position(|b| *b != 0)
         .unwrap_or(raw.len().saturating_sub(1));
-    Some((cert.issuer().as_raw().to_vec(), hex::encode(&raw[first..])))
+    hex::encode(&raw[first..])
+}
+
+/// The issuer DN (raw) and the serial.
+fn issuer_and_serial(der: &[u8]) -> Option<(Vec<u8>, String)> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some((cert.issuer().as_raw().to_vec(), serial_hex(&cert)))
 }
 
 fn pem_encode(der: &[u8]) -> String {

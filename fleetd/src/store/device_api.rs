@@ -206,6 +206,14 @@ pub trait DeviceApiStore: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// [`DeviceApiStore::record_checkin`] for many devices in one
+    /// transaction (group commit under load); `false` for a device that
+    /// does not exist.
+    async fn record_checkins(
+        &self,
+        batch: Vec<(String, CheckinReport, DateTime<Utc>)>,
+    ) -> Result<Vec<bool>, StoreError>;
+
     /// The device listener's server CA, if one was created.
     async fn device_server_ca(&self) -> Result<Option<ServerCa>, StoreError>;
 

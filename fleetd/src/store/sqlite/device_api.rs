@@ -80,28 +80,43 @@ impl DeviceApiStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let device_id = device_id.to_owned();
+        let batch = vec![(device_id.clone(), report, at)];
+        let found = self.record_checkins(batch).await?;
+        if found.first() == Some(&true) {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound {
+                kind: ObjectKind::Device,
+                id: device_id,
+            })
+        }
+    }
+
+    async fn record_checkins(
+        &self,
+        batch: Vec<(String, CheckinReport, DateTime<Utc>)>,
+    ) -> Result<Vec<bool>, StoreError> {
         self.call(move |conn| {
-            let changed = conn
-                .prepare_cached(
+            write(conn, |tx, _| {
+                let mut stmt = tx.prepare_cached(
                     "UPDATE devices
                         SET firmware_version = COALESCE(?2, firmware_version),
                             health = COALESCE(?3, health),
                             last_seen = ?4
                       WHERE id = ?1",
-                )?
-                .execute(params![
-                    device_id,
-                    report.firmware_version,
-                    report.health,
-                    time::to_text(at)
-                ])?;
-            if changed == 0 {
-                return Err(StoreError::NotFound {
-                    kind: ObjectKind::Device,
-                    id: device_id,
-                });
-            }
-            Ok(())
+                )?;
+                let mut found = Vec::with_capacity(batch.len());
+                for (device_id, report, at) in &batch {
+                    let n = stmt.execute(params![
+                        device_id,
+                        report.firmware_version,
+                        report.health,
+                        time::to_text(*at)
+                    ])?;
+                    found.push(n > 0);
+                }
+                Ok(found)
+            })
         })
         .await
     }
