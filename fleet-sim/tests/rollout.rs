@@ -41,17 +41,18 @@ async fn wait_status(fleetd: &Fleetd, id: &str, want: &[&str], secs: u64) -> Val
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollout_over_simulated_devices_matches_the_ledger() {
+async fn a_rollout_over_two_thousand_simulated_devices_matches_the_ledger() {
     let fleetd = Fleetd::start().await;
     let (group_id, factory, _, _) = fleetd.product_line("meters").await;
     let fw = firmware(&fleetd, "2.0.0").await;
 
-    let devices = 300;
+    let devices = 2000;
     let mut cfg = fleetd.sim_config(devices, "meter");
     cfg.hardware = vec!["m1".into()];
     cfg.fail_rate = 0.02;
     cfg.fail_version = Some("2.0.0".into());
     cfg.seed = 7;
+    cfg.checkin_interval = Duration::from_secs(1);
     let sim = Simulation::new(cfg, Arc::new(factory));
     let stats = sim.stats();
     let ledger = sim.ledger();
@@ -77,7 +78,7 @@ async fn a_rollout_over_simulated_devices_matches_the_ledger() {
         )
         .await;
     let id = rollout["id"].as_str().unwrap().to_owned();
-    let done = wait_status(&fleetd, &id, &["completed"], 120).await;
+    let done = wait_status(&fleetd, &id, &["completed"], 240).await;
     stopper.stop();
     let report = run.await.unwrap();
 
@@ -98,9 +99,9 @@ async fn a_rollout_over_simulated_devices_matches_the_ledger() {
     assert_eq!(counts["pending"], 0);
     assert_eq!(counts["in_progress"], 0);
     assert_eq!(tally.succeeded + tally.failed, devices as u64);
-    // The seed decides who fails: about 2%, never zero with 300 devices
-    // and seed 7, and the same devices on every run.
-    assert!((1..=20).contains(&tally.failed), "{tally:?}");
+    // The seed decides who fails: about 2% (the same devices on every
+    // run, see `FailureDice`).
+    assert!((15..=70).contains(&tally.failed), "{tally:?}");
     let failed: HashSet<usize> = report
         .ledger
         .entries()

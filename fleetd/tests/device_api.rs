@@ -309,7 +309,13 @@ async fn handshake_refuses_missing_unknown_expired_and_not_yet_valid_certificate
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     let m = metrics(&fleet).await;
-    for word in ["no_certificate", "unknown_ca", "expired", "not_yet_valid", "ok"] {
+    for word in [
+        "no_certificate",
+        "unknown_ca",
+        "expired",
+        "not_yet_valid",
+        "ok",
+    ] {
         assert!(
             m.contains(&format!(
                 "fleetd_device_tls_handshakes_total{{result=\"{word}\"}}"
