@@ -14,7 +14,10 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == ".terraform" || name == ".terraform.lock.hcl" || name.to_string_lossy().ends_with(".tfstate") {
+        if name == ".terraform"
+            || name == ".terraform.lock.hcl"
+            || name.to_string_lossy().ends_with(".tfstate")
+        {
             continue;
         }
         let target = to.join(&name);
@@ -33,12 +36,21 @@ fn module_test(module: &str) -> Result<()> {
     let src: PathBuf = workspace_root().join("modules").join(module);
     let wd = Workdir::new(&acc.fleetd)?;
     copy_dir(&src, wd.path())?;
-    wd.ok(&["init", "-backend=false", "-input=false", "-no-color"]).context("terraform init")?;
-    wd.ok(&["validate", "-no-color"]).context("terraform validate")?;
+    wd.ok(&["init", "-backend=false", "-input=false", "-no-color"])
+        .context("terraform init")?;
+    wd.ok(&["validate", "-no-color"])
+        .context("terraform validate")?;
     let out = wd.run(&["test", "-no-color"])?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     if !out.status.success() || !text.contains("Success!") || !text.contains(" 0 failed") {
-        bail!("terraform test of modules/{module} failed:\n{text}\nfleetd log:\n{}", acc.fleetd.log());
+        bail!(
+            "terraform test of modules/{module} failed:\n{text}\nfleetd log:\n{}",
+            acc.fleetd.log()
+        );
     }
     Ok(())
 }
@@ -72,7 +84,10 @@ fn hcl_is_formatted() -> Result<()> {
         root.join("examples").to_str().unwrap(),
     ])?;
     if !out.status.success() {
-        bail!("terraform fmt -check found unformatted files:\n{}", String::from_utf8_lossy(&out.stdout));
+        bail!(
+            "terraform fmt -check found unformatted files:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     Ok(())
 }
@@ -107,10 +122,17 @@ fn readme_tables_match_variables_and_outputs() -> Result<()> {
     let mut problems = Vec::new();
     for m in MODULES {
         let dir = workspace_root().join("modules").join(m);
-        let readme = std::fs::read_to_string(dir.join("README.md")).with_context(|| format!("{m}/README.md"))?;
-        let vars = blocks(&std::fs::read_to_string(dir.join("variables.tf"))?, "variable");
+        let readme = std::fs::read_to_string(dir.join("README.md"))
+            .with_context(|| format!("{m}/README.md"))?;
+        let vars = blocks(
+            &std::fs::read_to_string(dir.join("variables.tf"))?,
+            "variable",
+        );
         let outs = blocks(&std::fs::read_to_string(dir.join("outputs.tf"))?, "output");
-        for (kind, code, doc) in [("input", vars, table(&readme, "Inputs")), ("output", outs, table(&readme, "Outputs"))] {
+        for (kind, code, doc) in [
+            ("input", vars, table(&readme, "Inputs")),
+            ("output", outs, table(&readme, "Outputs")),
+        ] {
             for n in &code {
                 if !doc.contains(n) {
                     problems.push(format!("{m}: {kind} `{n}` is missing from README.md"));
@@ -118,7 +140,9 @@ fn readme_tables_match_variables_and_outputs() -> Result<()> {
             }
             for n in &doc {
                 if !code.contains(n) {
-                    problems.push(format!("{m}: README.md documents {kind} `{n}` that does not exist"));
+                    problems.push(format!(
+                        "{m}: README.md documents {kind} `{n}` that does not exist"
+                    ));
                 }
             }
         }

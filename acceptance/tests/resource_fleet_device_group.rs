@@ -194,9 +194,14 @@ fn stale_write_is_a_clear_conflict_and_nothing_is_lost() -> Result<()> {
     assert_eq!(status, 200);
     // ...and Terraform applies from its stale state without refreshing.
     acc.wd.write_config(&config("ours", "{}"))?;
-    let out = acc.wd.run(&["apply", "-auto-approve", "-refresh=false", "-no-color"])?;
+    let out = acc
+        .wd
+        .run(&["apply", "-auto-approve", "-refresh=false", "-no-color"])?;
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr).split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = String::from_utf8_lossy(&out.stderr)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(text.contains("changed outside Terraform"), "{text}");
     assert!(text.contains("refresh"), "{text}");
     // Their write survived; a refreshing apply then converges.
@@ -221,13 +226,19 @@ fn import_block_generates_configuration() -> Result<()> {
     acc.wd.write_config(&format!(
         "{PROVIDER}\nimport {{\n  to = fleet_device_group.legacy\n  id = \"{id}\"\n}}\n"
     ))?;
-    acc.wd.ok(&["plan", "-no-color", "-generate-config-out=generated.tf"])?;
+    acc.wd
+        .ok(&["plan", "-no-color", "-generate-config-out=generated.tf"])?;
     let generated = std::fs::read_to_string(acc.wd.path().join("generated.tf"))?;
-    assert!(generated.contains("name") && generated.contains("\"legacy\""), "{generated}");
+    assert!(
+        generated.contains("name") && generated.contains("\"legacy\""),
+        "{generated}"
+    );
     assert!(generated.contains("made by hand"), "{generated}");
     for computed in ["path", "effective_config", "device_count", "version"] {
         assert!(
-            !generated.lines().any(|l| l.trim_start().starts_with(&format!("{computed} "))),
+            !generated
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{computed} "))),
             "computed {computed} must not be generated:\n{generated}"
         );
     }

@@ -93,8 +93,14 @@ fn lifecycle_pause_import_destroy() -> Result<()> {
     assert_eq!(r["phase"][2]["soak"], "0s", "default soak planned and kept");
     assert_eq!(r["failure_threshold"]["action"], "pause", "default action");
     assert_eq!(r["counts"]["failed"], 0);
-    let api = acc.fleetd.get(&format!("/v1/rollouts/{id}"))?.context("rollout in fleetd")?;
-    assert_eq!(api["failure_threshold"], json!({"percent": 2.0, "min_devices": 50, "action": "pause"}));
+    let api = acc
+        .fleetd
+        .get(&format!("/v1/rollouts/{id}"))?
+        .context("rollout in fleetd")?;
+    assert_eq!(
+        api["failure_threshold"],
+        json!({"percent": 2.0, "min_devices": 50, "action": "pause"})
+    );
     assert_eq!(api["phases"].as_array().map(Vec::len), Some(3));
     let ds = s.get("data.fleet_firmware_rollout.r")?;
     assert_eq!(ds["failure_ratio"], 0);
@@ -117,7 +123,10 @@ fn lifecycle_pause_import_destroy() -> Result<()> {
 
     acc.wd.write_config(&paused)?;
     acc.wd.destroy()?;
-    assert!(acc.fleetd.list("/v1/rollouts")?.is_empty(), "rollouts left in fleetd");
+    assert!(
+        acc.fleetd.list("/v1/rollouts")?.is_empty(),
+        "rollouts left in fleetd"
+    );
     Ok(())
 }
 
@@ -129,16 +138,35 @@ fn invalid_rollouts_fail_at_plan() -> Result<()> {
     // Phases must increase and end at 100.
     acc.wd.plan_error(
         &good.replace("percent = 10\n", "percent = 0.5\n"),
-        &["Invalid rollout", "phase[1].percent", "must be greater than the previous"],
+        &[
+            "Invalid rollout",
+            "phase[1].percent",
+            "must be greater than the previous",
+        ],
     )?;
     acc.wd.plan_error(
         &good.replace("percent = 100\n", "percent = 90\n"),
         &["phase[2].percent"],
     )?;
-    acc.wd.plan_error(&good.replace("soak    = \"30m\"", "soak    = \"half an hour\""), &["phase[0].soak"])?;
-    acc.wd.plan_error(&good.replace("state            = \"running\"", "state            = \"stopped\""), &["state", "must be one of"])?;
-    acc.wd.plan_error(&good.replace("\"sat\", \"sun\"", "\"caturday\""), &["maintenance_window.days"])?;
-    acc.wd.plan_error(&good.replace("percent     = 2\n", "percent     = 200\n"), &["failure_threshold.percent"])?;
+    acc.wd.plan_error(
+        &good.replace("soak    = \"30m\"", "soak    = \"half an hour\""),
+        &["phase[0].soak"],
+    )?;
+    acc.wd.plan_error(
+        &good.replace(
+            "state            = \"running\"",
+            "state            = \"stopped\"",
+        ),
+        &["state", "must be one of"],
+    )?;
+    acc.wd.plan_error(
+        &good.replace("\"sat\", \"sun\"", "\"caturday\""),
+        &["maintenance_window.days"],
+    )?;
+    acc.wd.plan_error(
+        &good.replace("percent     = 2\n", "percent     = 200\n"),
+        &["failure_threshold.percent"],
+    )?;
     assert!(acc.fleetd.list("/v1/rollouts")?.is_empty());
     Ok(())
 }
@@ -150,7 +178,9 @@ fn drift_deleted_rollout_is_recreated() -> Result<()> {
     let hcl = config(&fw, "running", "30m");
     let s = acc.wd.apply(&hcl)?;
     let id = s.str("fleet_firmware_rollout.r", "id")?;
-    let (status, body) = acc.fleetd.send("DELETE", &format!("/v1/rollouts/{id}"), None)?;
+    let (status, body) = acc
+        .fleetd
+        .send("DELETE", &format!("/v1/rollouts/{id}"), None)?;
     assert_eq!(status, 204, "{body}");
     let (empty, text) = acc.wd.plan_is_empty(true)?;
     assert!(!empty && text.contains("1 to add"), "{text}");

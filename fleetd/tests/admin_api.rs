@@ -659,7 +659,10 @@ async fn serves_an_openapi_document_covering_every_route() {
         "POST /v1/device-groups",
         "PUT /v1/device-groups/{id}",
     ] {
-        assert!(routes.iter().any(|r| r == route), "{route} undocumented: {routes:?}");
+        assert!(
+            routes.iter().any(|r| r == route),
+            "{route} undocumented: {routes:?}"
+        );
     }
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for name in [

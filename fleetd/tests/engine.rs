@@ -1218,7 +1218,10 @@ async fn an_empty_target_set_completes_at_once_unless_continuous() {
         seen(s, &continuous).await,
         st("running", [0, 0, 0, 0, 0, 0], 0)
     );
-    assert_eq!(s.engine_rollout_ids().await.unwrap(), vec![continuous.clone()]);
+    assert_eq!(
+        s.engine_rollout_ids().await.unwrap(),
+        vec![continuous.clone()]
+    );
     // The first device to join is assigned (10% of 1 rounds up to 1).
     let d = device(s, "first", "m1", &[&g], &[]).await;
     tick(s, t0() + Duration::minutes(1)).await;

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::client::Client;
 use crate::resources;
 use crate::tfplugin::{
-    validators, AnyDataSource, AnyEphemeralResource, AnyResource, Attribute, Block, Diagnostic, Diagnostics, Schema,
+    validators, AnyDataSource, AnyEphemeralResource, AnyResource, Attribute, Block, Diagnostic,
+    Diagnostics, Schema,
 };
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8470";

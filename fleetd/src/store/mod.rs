@@ -14,9 +14,9 @@
 //! Checks that look at the request alone (name syntax, lengths) happen
 //! before the store is called, in `api`, with the same domain rules.
 
-mod error;
 pub mod device_api;
 pub mod engine;
+mod error;
 pub mod fleet;
 mod fleet_model;
 mod model;

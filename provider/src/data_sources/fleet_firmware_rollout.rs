@@ -67,7 +67,11 @@ impl DataSource<Client> for FirmwareRolloutData {
             .into());
         };
         let finished = r.counts.succeeded + r.counts.failed;
-        let failure_ratio = if finished == 0 { 0.0 } else { r.counts.failed as f64 / finished as f64 };
+        let failure_ratio = if finished == 0 {
+            0.0
+        } else {
+            r.counts.failed as f64 / finished as f64
+        };
         let mut groups = r.target_group_ids;
         groups.sort();
         Ok(Model {

@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 use fleet_api::{
-    FailureThreshold, MaintenanceWindow, Rollout, RolloutCounts, RolloutCreate, RolloutPhase, RolloutRate,
-    RolloutUpdate,
+    FailureThreshold, MaintenanceWindow, Rollout, RolloutCounts, RolloutCreate, RolloutPhase,
+    RolloutRate, RolloutUpdate,
 };
 use fleet_domain::rollout as rules;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::api_diag;
 use crate::client::Client;
 use crate::tfplugin::{
-    model, validators, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Resource, Schema, Type, Value,
+    model, validators, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Resource,
+    Schema, Type, Value,
 };
 
 pub struct FirmwareRollout;
@@ -80,10 +81,17 @@ pub struct CountsModel {
 /// The cty type of `counts`, shared with the data source.
 pub fn counts_type() -> Type {
     Type::Object(
-        ["targeted", "pending", "in_progress", "succeeded", "failed", "rolled_back"]
-            .into_iter()
-            .map(|k| (k.to_string(), Type::Number))
-            .collect(),
+        [
+            "targeted",
+            "pending",
+            "in_progress",
+            "succeeded",
+            "failed",
+            "rolled_back",
+        ]
+        .into_iter()
+        .map(|k| (k.to_string(), Type::Number))
+        .collect(),
     )
 }
 
@@ -173,28 +181,43 @@ impl Resource<Client> for FirmwareRollout {
         // Validate with fleetd's own rules once everything they read is known
         // (target groups are often unknown until their groups exist).
         let Value::Object(attrs) = config else { return };
-        let known = attrs.iter().filter(|(k, _)| k.as_str() != "target_group_ids").all(|(_, v)| v.is_fully_known());
+        let known = attrs
+            .iter()
+            .filter(|(k, _)| k.as_str() != "target_group_ids")
+            .all(|(_, v)| v.is_fully_known());
         if !known {
             return;
         }
         let mut attrs = attrs.clone();
         attrs.insert("target_group_ids".into(), Value::Null);
-        let Ok(m) = model::decode::<Model>(&Value::Object(attrs)) else { return };
+        let Ok(m) = model::decode::<Model>(&Value::Object(attrs)) else {
+            return;
+        };
         let mut spec = spec_of(&m);
         spec.target_group_ids = vec!["-".into()];
         if spec.phases.is_empty() && spec.rate.is_none() {
             diags.push(
-                Diagnostic::error("Missing rollout strategy", "Add `phase` blocks (ending at 100 percent) or one `rate` block.")
-                    .at(AttrPath::root("phase")),
+                Diagnostic::error(
+                    "Missing rollout strategy",
+                    "Add `phase` blocks (ending at 100 percent) or one `rate` block.",
+                )
+                .at(AttrPath::root("phase")),
             );
             return;
         }
         if let Err(e) = rules::validate(&spec) {
-            diags.push(Diagnostic::error("Invalid rollout", e.to_string()).at(AttrPath::parse(&e.field)));
+            diags.push(
+                Diagnostic::error("Invalid rollout", e.to_string()).at(AttrPath::parse(&e.field)),
+            );
         }
     }
 
-    async fn create(&self, client: &Client, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn create(
+        &self,
+        client: &Client,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let body = RolloutCreate {
             name: plan.name.clone(),
             firmware_id: plan.firmware_id.clone(),
@@ -217,7 +240,9 @@ impl Resource<Client> for FirmwareRollout {
     }
 
     async fn read(&self, client: &Client, state: Model) -> Result<Option<Model>, Diagnostics> {
-        let Some(id) = state.id.clone() else { return Ok(None) };
+        let Some(id) = state.id.clone() else {
+            return Ok(None);
+        };
         let r: Option<Rollout> = client
             .get_opt(&format!("/v1/rollouts/{id}"))
             .await
@@ -225,7 +250,13 @@ impl Resource<Client> for FirmwareRollout {
         Ok(r.map(|r| from_api(r, &state)))
     }
 
-    async fn update(&self, client: &Client, prior: Model, plan: Model, _config: Model) -> Result<Model, Diagnostics> {
+    async fn update(
+        &self,
+        client: &Client,
+        prior: Model,
+        plan: Model,
+        _config: Model,
+    ) -> Result<Model, Diagnostics> {
         let id = prior.id.clone().unwrap_or_default();
         let body = RolloutUpdate {
             name: plan.name.clone(),
@@ -251,7 +282,10 @@ impl Resource<Client> for FirmwareRollout {
 
     async fn delete(&self, client: &Client, state: Model) -> Result<(), Diagnostics> {
         let id = state.id.unwrap_or_default();
-        let version = state.version.map(|v| format!("?version={v}")).unwrap_or_default();
+        let version = state
+            .version
+            .map(|v| format!("?version={v}"))
+            .unwrap_or_default();
         client
             .delete(&format!("/v1/rollouts/{id}{version}"))
             .await
@@ -296,7 +330,10 @@ fn rate_of(m: &Model) -> Option<RolloutRate> {
 fn threshold_of(m: &Model) -> Option<FailureThreshold> {
     m.failure_threshold.as_ref().map(|t| FailureThreshold {
         percent: t.percent,
-        min_devices: t.min_devices.unwrap_or(rules::DEFAULT_FAILURE_MIN_DEVICES as i64).max(0) as u32,
+        min_devices: t
+            .min_devices
+            .unwrap_or(rules::DEFAULT_FAILURE_MIN_DEVICES as i64)
+            .max(0) as u32,
         action: t.action.clone().unwrap_or_else(|| "pause".into()),
     })
 }
@@ -333,11 +370,14 @@ fn spec_of(m: &Model) -> rules::RolloutSpec {
         device_timeout: m.device_timeout.clone(),
         max_retries: m.max_retries,
         start_at: m.start_at.clone(),
-        maintenance_window: m.maintenance_window.as_ref().map(|w| rules::MaintenanceWindowSpec {
-            days: w.days.clone(),
-            start: w.start.clone(),
-            duration: w.duration.clone(),
-        }),
+        maintenance_window: m
+            .maintenance_window
+            .as_ref()
+            .map(|w| rules::MaintenanceWindowSpec {
+                days: w.days.clone(),
+                start: w.start.clone(),
+                duration: w.duration.clone(),
+            }),
         continuous: m.continuous.unwrap_or(false),
         state: m.state.clone(),
     }
@@ -348,7 +388,8 @@ fn spec_of(m: &Model) -> rules::RolloutSpec {
 fn same_duration(server: String, known: Option<&String>) -> String {
     match known {
         Some(k)
-            if fleet_domain::duration::parse("d", k).ok() == fleet_domain::duration::parse("d", &server).ok() =>
+            if fleet_domain::duration::parse("d", k).ok()
+                == fleet_domain::duration::parse("d", &server).ok() =>
         {
             k.clone()
         }
@@ -383,7 +424,10 @@ fn from_api(r: Rollout, known: &Model) -> Model {
         .enumerate()
         .map(|(i, p)| PhaseModel {
             percent: p.percent,
-            soak: Some(same_duration(p.soak, known_phases.get(i).and_then(|k| k.soak.as_ref()))),
+            soak: Some(same_duration(
+                p.soak,
+                known_phases.get(i).and_then(|k| k.soak.as_ref()),
+            )),
         })
         .collect();
     let mut target_group_ids = r.target_group_ids;
@@ -404,7 +448,10 @@ fn from_api(r: Rollout, known: &Model) -> Model {
             min_devices: Some(r.failure_threshold.min_devices as i64),
             action: Some(r.failure_threshold.action.clone()),
         }),
-        device_timeout: Some(same_duration(r.device_timeout, known.device_timeout.as_ref())),
+        device_timeout: Some(same_duration(
+            r.device_timeout,
+            known.device_timeout.as_ref(),
+        )),
         max_retries: Some(r.max_retries as i64),
         start_at: same_instant(r.start_at, known.start_at.as_ref()),
         maintenance_window: r.maintenance_window.map(|w| WindowModel {
@@ -444,7 +491,6 @@ pub fn counts(c: RolloutCounts) -> CountsModel {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,12 +509,23 @@ mod tests {
     fn errors(v: &Value) -> Vec<String> {
         let mut d = Diagnostics::new();
         Resource::validate(&FirmwareRollout, v, &mut d);
-        d.0.iter().map(|d| format!("{}: {}", d.path.as_ref().map(|p| p.to_string()).unwrap_or_default(), d.detail)).collect()
+        d.0.iter()
+            .map(|d| {
+                format!(
+                    "{}: {}",
+                    d.path.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                    d.detail
+                )
+            })
+            .collect()
     }
 
     #[test]
     fn phases_are_validated_with_fleetds_rules() {
-        assert_eq!(errors(&config(&[(1.0, Some("30m")), (100.0, None)])), Vec::<String>::new());
+        assert_eq!(
+            errors(&config(&[(1.0, Some("30m")), (100.0, None)])),
+            Vec::<String>::new()
+        );
         let e = errors(&config(&[(10.0, None), (5.0, None), (100.0, None)]));
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].starts_with("phase[1].percent"), "{e:?}");

@@ -24,7 +24,8 @@ pub mod value;
 
 pub use diag::{AttrPath, Diagnostic, Diagnostics};
 pub use framework::{
-    AnyDataSource, AnyEphemeralResource, AnyResource, DataSource, EphemeralResource, PlanChange, Provider, Resource,
+    AnyDataSource, AnyEphemeralResource, AnyResource, DataSource, EphemeralResource, PlanChange,
+    Provider, Resource,
 };
 pub use schema::{Attribute, Block, NestedBlock, Schema};
 pub use value::{Type, Value};

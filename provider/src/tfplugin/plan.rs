@@ -253,7 +253,9 @@ mod tests {
             ]),
         )]);
         let p = plan(&schema, &Value::Null, &cfg, &cfg);
-        let Some(Value::List(phases)) = p.planned.attr("phase").cloned() else { panic!() };
+        let Some(Value::List(phases)) = p.planned.attr("phase").cloned() else {
+            panic!()
+        };
         assert_eq!(phases[0].attr("soak"), Some(&s("1h")));
         assert_eq!(phases[1].attr("soak"), Some(&s("0s")));
     }

@@ -110,7 +110,10 @@ impl<P: Provider> ProviderService<P> {
         })
     }
 
-    fn ephemeral(&self, name: &str) -> Result<&Entry<dyn AnyEphemeralResource<P::Client>>, Diagnostics> {
+    fn ephemeral(
+        &self,
+        name: &str,
+    ) -> Result<&Entry<dyn AnyEphemeralResource<P::Client>>, Diagnostics> {
         self.ephemeral.get(name).ok_or_else(|| {
             Diagnostic::error(
                 "Unknown ephemeral resource type",
@@ -646,9 +649,11 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
             }
             Err(d) => diags.extend(d),
         }
-        Ok(Response::new(pb::validate_ephemeral_resource_config::Response {
-            diagnostics: convert::diagnostics(&diags),
-        }))
+        Ok(Response::new(
+            pb::validate_ephemeral_resource_config::Response {
+                diagnostics: convert::diagnostics(&diags),
+            },
+        ))
     }
 
     async fn open_ephemeral_resource(
@@ -669,7 +674,9 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
                 result: Some(v),
                 ..Default::default()
             })),
-            Err(d) => fail(d, |r: &mut pb::open_ephemeral_resource::Response, d| r.diagnostics = d),
+            Err(d) => fail(d, |r: &mut pb::open_ephemeral_resource::Response, d| {
+                r.diagnostics = d
+            }),
         }
     }
 

@@ -10,8 +10,8 @@
 mod audit;
 mod device_api;
 mod device_groups;
-mod engine;
 mod devices;
+mod engine;
 mod firmware;
 mod fleet;
 mod membership;
