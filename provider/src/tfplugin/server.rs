@@ -179,6 +179,25 @@ pub fn validate_block(block: &Block, v: &Value, path: &AttrPath, diags: &mut Dia
     }
 }
 
+/// Decodes a configuration and runs the schema's validators and the
+/// type's own cross-attribute rules: shared by every Validate*Config RPC.
+fn validate_config(
+    schema: &Schema,
+    ty: &Type,
+    config: Option<&pb::DynamicValue>,
+    custom: impl FnOnce(&Value, &mut Diagnostics),
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    match decode(config, ty, "configuration") {
+        Ok(cfg) => {
+            validate_block(&schema.block, &cfg, &AttrPath::default(), &mut diags);
+            custom(&cfg, &mut diags);
+        }
+        Err(d) => diags.extend(d),
+    }
+    diags
+}
+
 /// Reshapes a state value into configuration: computed-only and write-only
 /// attributes are dropped (used for `-generate-config-out`).
 fn config_from_state(schema: &Schema, state: &Value) -> Value {
@@ -320,17 +339,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         req: Request<pb::validate_resource_config::Request>,
     ) -> Rpc<pb::validate_resource_config::Response> {
         let req = req.into_inner();
-        let mut diags = Diagnostics::new();
-        match self
+        let diags = self
             .resource(&req.type_name)
-            .and_then(|e| decode(req.config.as_ref(), &e.ty, "configuration").map(|c| (e, c)))
-        {
-            Ok((e, cfg)) => {
-                validate_block(&e.schema.block, &cfg, &AttrPath::default(), &mut diags);
-                e.imp.validate(&cfg, &mut diags);
-            }
-            Err(d) => diags.extend(d),
-        }
+            .map(|e| {
+                validate_config(&e.schema, &e.ty, req.config.as_ref(), |c, d| {
+                    e.imp.validate(c, d)
+                })
+            })
+            .unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_resource_config::Response {
             diagnostics: convert::diagnostics(&diags),
         }))
@@ -341,17 +357,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         req: Request<pb::validate_data_resource_config::Request>,
     ) -> Rpc<pb::validate_data_resource_config::Response> {
         let req = req.into_inner();
-        let mut diags = Diagnostics::new();
-        match self
+        let diags = self
             .data_source(&req.type_name)
-            .and_then(|e| decode(req.config.as_ref(), &e.ty, "configuration").map(|c| (e, c)))
-        {
-            Ok((e, cfg)) => {
-                validate_block(&e.schema.block, &cfg, &AttrPath::default(), &mut diags);
-                e.imp.validate(&cfg, &mut diags);
-            }
-            Err(d) => diags.extend(d),
-        }
+            .map(|e| {
+                validate_config(&e.schema, &e.ty, req.config.as_ref(), |c, d| {
+                    e.imp.validate(c, d)
+                })
+            })
+            .unwrap_or_else(|d| d);
         Ok(Response::new(pb::validate_data_resource_config::Response {
             diagnostics: convert::diagnostics(&diags),
         }))
@@ -638,17 +651,14 @@ impl<P: Provider> pb::provider_server::Provider for ProviderService<P> {
         req: Request<pb::validate_ephemeral_resource_config::Request>,
     ) -> Rpc<pb::validate_ephemeral_resource_config::Response> {
         let req = req.into_inner();
-        let mut diags = Diagnostics::new();
-        match self
+        let diags = self
             .ephemeral(&req.type_name)
-            .and_then(|e| decode(req.config.as_ref(), &e.ty, "configuration").map(|c| (e, c)))
-        {
-            Ok((e, cfg)) => {
-                validate_block(&e.schema.block, &cfg, &AttrPath::default(), &mut diags);
-                e.imp.validate(&cfg, &mut diags);
-            }
-            Err(d) => diags.extend(d),
-        }
+            .map(|e| {
+                validate_config(&e.schema, &e.ty, req.config.as_ref(), |c, d| {
+                    e.imp.validate(c, d)
+                })
+            })
+            .unwrap_or_else(|d| d);
         Ok(Response::new(
             pb::validate_ephemeral_resource_config::Response {
                 diagnostics: convert::diagnostics(&diags),
