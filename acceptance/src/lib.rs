@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value as Json;
 
+pub mod devices;
 pub mod fleetd;
 pub use fleetd::Fleetd;
 

@@ -54,6 +54,25 @@ impl Clone for DeviceCredentials {
     }
 }
 
+impl DeviceCredentials {
+    /// Credentials issued elsewhere (e.g. by fleetd from the device's
+    /// CSR): the certificate and the device's PKCS#8 key, PEM.
+    pub fn from_pem(
+        common_name: &str,
+        certificate_pem: &str,
+        private_key_pem: &str,
+    ) -> anyhow::Result<DeviceCredentials> {
+        Ok(DeviceCredentials {
+            common_name: common_name.to_owned(),
+            certificate: CertificateDer::from_pem_slice(certificate_pem.as_bytes())
+                .context("device certificate PEM")?,
+            key: PrivateKeyDer::from_pem_slice(private_key_pem.as_bytes())
+                .context("device key PEM")?,
+            certificate_pem: certificate_pem.to_owned(),
+        })
+    }
+}
+
 impl Factory {
     /// A new P-256 CA valid for `validity_days` from now.
     pub fn generate(common_name: &str, validity_days: i64) -> anyhow::Result<Factory> {

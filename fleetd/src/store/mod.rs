@@ -74,7 +74,8 @@ pub trait GroupStore: Send + Sync + 'static {
     /// The group with this id, or [`StoreError::NotFound`].
     async fn get_device_group(&self, id: &str) -> Result<DeviceGroup, StoreError>;
 
-    /// Up to `limit` groups (capped at [`MAX_PAGE_SIZE`]) with an id
+    /// Up to `limit` groups (capped at [`MAX_PAGE_SIZE`] + 1, the extra row telling
+    /// the API that another page exists) with an id
     /// greater than `after`, ordered by id.
     async fn list_device_groups(
         &self,
