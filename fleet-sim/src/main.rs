@@ -132,6 +132,10 @@ struct RunArgs {
     /// Show this rollout's live counts (admin API) while running.
     #[arg(long)]
     watch_rollout: Option<String>,
+    /// Stop once the watched rollout has finished (completed, aborted,
+    /// rolled back, cancelled) or paused after it started.
+    #[arg(long, requires = "watch_rollout")]
+    until_rollout_done: bool,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -295,6 +299,13 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let sim = Simulation::new(cfg, Arc::new(factory));
     let stats = sim.stats();
     let stopper = sim.stopper();
+    if a.until_rollout_done {
+        if let (Some(admin), Some(id)) = (admin.clone(), a.watch_rollout.clone()) {
+            tokio::spawn(stop_when_rollout_done(admin, id, stopper.clone()));
+        } else {
+            bail!("--until-rollout-done needs the admin API (--admin-endpoint and --token, or --fleetd-data-dir)");
+        }
+    }
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             stopper.stop();
@@ -362,6 +373,25 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether a rollout is done with, as far as devices are concerned.
+fn rollout_done(status: &str, targeted: i64) -> bool {
+    matches!(status, "completed" | "aborted" | "rolled_back" | "cancelled")
+        || (status == "paused" && targeted > 0)
+}
+
+async fn stop_when_rollout_done(admin: Admin, id: String, stopper: fleet_sim::sim::Stopper) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match admin.rollout(&id).await {
+            Ok(r) if rollout_done(&r.status, r.counts.targeted) => break,
+            _ => {}
+        }
+    }
+    // Let the last reports and rollback assignments land.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stopper.stop();
+}
+
 async fn show_progress(stats: Arc<Stats>, devices: u64, rollout: Option<(Admin, String)>) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(5));
     let style = ProgressStyle::with_template("{prefix:>9} [{bar:40.cyan/blue}] {pos}/{len} {msg}")
@@ -408,6 +438,16 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rollout_done_only_after_it_started() {
+        assert!(rollout_done("completed", 10));
+        assert!(rollout_done("rolled_back", 10));
+        assert!(rollout_done("paused", 10), "paused by the failure threshold");
+        assert!(!rollout_done("paused", 0), "created paused, not started yet");
+        assert!(!rollout_done("running", 10));
+        assert!(!rollout_done("pending", 0));
     }
 
     #[test]
