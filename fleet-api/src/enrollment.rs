@@ -32,6 +32,12 @@ pub struct Enrollment {
     pub max_devices: Option<u64>,
     /// `false` stops all enrollments without deleting the rules.
     pub enabled: bool,
+    /// Only certificates whose common name matches this glob (`*`, `?`)
+    /// enroll; `null` = any. When several enrollments of a CA admit a
+    /// device, the most specific wins (pattern, then hardware list).
+    #[serde(default)]
+    #[schema(example = "meter-prod-*")]
+    pub common_name_pattern: Option<String>,
     /// Devices enrolled so far through this enrollment.
     pub enrolled_count: u64,
     /// Creation time (RFC 3339, UTC).
@@ -65,6 +71,9 @@ pub struct EnrollmentCreate {
     /// Default `true`.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Glob over the certificate common name (`*`, `?`); default any.
+    #[serde(default)]
+    pub common_name_pattern: Option<String>,
 }
 
 /// Body of `PUT /v1/enrollments/{id}`: a full replacement (an omitted
@@ -86,6 +95,8 @@ pub struct EnrollmentUpdate {
     pub max_devices: Option<u64>,
     #[serde(default = "yes")]
     pub enabled: bool,
+    #[serde(default)]
+    pub common_name_pattern: Option<String>,
     /// The version this update is based on; a stale one gets 409.
     pub version: i64,
 }

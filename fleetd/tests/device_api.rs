@@ -562,6 +562,79 @@ async fn enrollment_rules_max_devices_hardware_disabled() {
 }
 
 #[tokio::test]
+async fn the_most_specific_enrollment_wins_and_patterns_refuse_other_names() {
+    let fleet = start().await;
+    let factory = Factory::new(&fleet, "factory").await;
+    let any = group(&fleet, json!({"name": "any"})).await;
+    let meters = group(&fleet, json!({"name": "meters"})).await;
+    let prod = group(&fleet, json!({"name": "prod-meters"})).await;
+    // Created catch-all first, so creation order alone would pick it.
+    enrollment(
+        &fleet,
+        json!({"name": "catch-all", "ca_id": factory.id, "group_id": any}),
+    )
+    .await;
+    enrollment(
+        &fleet,
+        json!({"name": "meters", "ca_id": factory.id, "group_id": meters,
+               "allowed_hardware": ["m1"]}),
+    )
+    .await;
+    let e = enrollment(
+        &fleet,
+        json!({"name": "prod", "ca_id": factory.id, "group_id": prod,
+               "allowed_hardware": ["m1"], "common_name_pattern": "meter-prod-*"}),
+    )
+    .await;
+    assert_eq!(e["common_name_pattern"], "meter-prod-*");
+
+    let landed = |body: &Value| body["group_ids"][0].as_str().unwrap().to_owned();
+    let (s, b) = Device::new(&fleet, &factory.issue("meter-prod-1"))
+        .enroll("m1")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(landed(&b), prod, "pattern + hardware beats the rest");
+    let (s, b) = Device::new(&fleet, &factory.issue("meter-lab-1"))
+        .enroll("m1")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(landed(&b), meters, "hardware beats the catch-all");
+    let (s, b) = Device::new(&fleet, &factory.issue("meter-prod-2"))
+        .enroll("m9")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(landed(&b), any, "only the catch-all admits hardware m9");
+
+    // A pattern alone refuses other names, saying why.
+    let other = Factory::new(&fleet, "other").await;
+    enrollment(
+        &fleet,
+        json!({"name": "gw", "ca_id": other.id, "group_id": any,
+               "common_name_pattern": "gw-??"}),
+    )
+    .await;
+    let (s, b) = Device::new(&fleet, &other.issue("gw-123"))
+        .enroll("m1")
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(b["reason"], "common_name_mismatch", "{b}");
+    assert!(b["message"].as_str().unwrap().contains("gw-??"), "{b}");
+    let (s, b) = Device::new(&fleet, &other.issue("gw-12"))
+        .enroll("m1")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // Invalid patterns are refused naming the field.
+    let (s, b) = send(fleet.server.post(
+        "/v1/enrollments",
+        &json!({"name": "bad", "ca_id": other.id, "group_id": any, "common_name_pattern": " "}),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["field"], "common_name_pattern", "{b}");
+}
+
+#[tokio::test]
 async fn calls_before_enrollment_are_refused() {
     let (fleet, factory, _) = enrolled_fleet().await;
     let device = Device::new(&fleet, &factory.issue("early"));

@@ -348,6 +348,7 @@ fn refusal(reason: &'static str, message: impl Into<String>) -> EnrollmentOutcom
 fn reject_word(r: &RejectReason) -> &'static str {
     match r {
         RejectReason::Disabled => "disabled",
+        RejectReason::CommonNameMismatch { .. } => "common_name_mismatch",
         RejectReason::HardwareNotAllowed { .. } => "hardware_not_allowed",
         RejectReason::LimitReached { .. } => "limit_reached",
         RejectReason::MissingAttribute { .. } => "missing_attribute",
@@ -390,7 +391,7 @@ fn enroll(
     let candidates = tx
         .prepare_cached(
             "SELECT id, group_id, name_template, attributes, allowed_hardware, max_devices,
-                    enabled, enrolled_count
+                    enabled, enrolled_count, common_name_pattern
                FROM enrollments WHERE ca_id = ?1 ORDER BY id",
         )?
         .query_map([&claim.ca_id], |r| {
@@ -405,6 +406,7 @@ fn enroll(
                     allowed_hardware: json_col(r, 4)?,
                     max_devices: max,
                     enabled: r.get(6)?,
+                    common_name_pattern: r.get(8)?,
                 },
                 enrolled_count: count.max(0) as u64,
             })
@@ -435,14 +437,19 @@ fn enroll(
     // "disabled" only if every enrollment is.
     let mut first: Option<(&'static str, String)> = None;
     let mut disabled: Option<String> = None;
+    // The most specific enrollment first; among equals the oldest (the
+    // sort is stable over the id order).
+    let mut ordered = Vec::with_capacity(candidates.len());
     for c in &candidates {
-        let rules = match enrollment::validate(&c.fields) {
-            Ok(rules) => rules,
+        match enrollment::validate(&c.fields) {
+            Ok(rules) => ordered.push((c, rules)),
             Err(e) => {
                 tracing::warn!(enrollment_id = %c.id, error = %e, "skipping an enrollment with invalid stored rules");
-                continue;
             }
-        };
+        }
+    }
+    ordered.sort_by_key(|(_, rules)| std::cmp::Reverse(rules.specificity()));
+    for (c, rules) in ordered {
         let (name, attributes) = match rules.decide(&request, c.enrolled_count) {
             EnrollmentDecision::Accept { name, attributes } => (name, attributes),
             EnrollmentDecision::Reject(RejectReason::Disabled) => {
