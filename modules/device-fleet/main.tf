@@ -4,7 +4,9 @@
 
 locals {
   hardware_query = join(" or ", [for h in var.hardware : "hardware == \"${h}\""])
-  query          = var.dynamic_query == null ? null : "(${local.hardware_query}) and (${var.dynamic_query})"
+  # Scoped to the environment (enrollments label devices with it), so the
+  # same product line in another environment never overlaps.
+  query = var.dynamic_query == null ? null : "(${local.hardware_query}) and attr.environment == \"${var.environment}\" and (${var.dynamic_query})"
 }
 
 resource "fleet_device_group" "this" {
@@ -40,13 +42,16 @@ resource "fleet_policy_attachment" "device" {
   group_id  = fleet_device_group.this.id
 }
 
+# Hardware-restricted (and pattern-restricted when given), this enrollment
+# takes precedence over catch-all ones of the same CA.
 resource "fleet_enrollment" "this" {
-  name             = "${var.name}-${var.environment}"
-  ca_id            = var.ca_id
-  group_id         = fleet_device_group.this.id
-  name_template    = "${var.name}-{cn}"
-  attributes       = { product = var.name, environment = var.environment }
-  allowed_hardware = var.hardware
-  max_devices      = var.max_devices
-  enabled          = var.enrollment_enabled
+  name                = "${var.name}-${var.environment}"
+  ca_id               = var.ca_id
+  group_id            = fleet_device_group.this.id
+  name_template       = "${var.name}-{cn}"
+  attributes          = { product = var.name, environment = var.environment }
+  allowed_hardware    = var.hardware
+  common_name_pattern = var.common_name_pattern
+  max_devices         = var.max_devices
+  enabled             = var.enrollment_enabled
 }

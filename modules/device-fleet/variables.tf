@@ -34,7 +34,7 @@ variable "hardware" {
 }
 
 variable "dynamic_query" {
-  description = "Optional extra condition (fleet query language) for dynamic membership, ANDed with the hardware models, e.g. attr.region == \"eu-west\". Null for a static group."
+  description = "Optional extra condition (fleet query language) for dynamic membership, ANDed with the hardware models and attr.environment == the environment (which enrollments set), e.g. attr.region == \"eu-west\". Null for a static group."
   type        = string
   default     = null
 }
@@ -59,5 +59,16 @@ variable "max_devices" {
   validation {
     condition     = var.max_devices == null ? true : var.max_devices >= 1
     error_message = "max_devices must be at least 1 (or null for no limit)."
+  }
+}
+
+variable "common_name_pattern" {
+  description = "Glob over the device certificate's common name that this line's enrollment admits (`*`, `?`), e.g. \"meter-prod-*\": lets one CA feed several lines and environments. Null admits any name."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.common_name_pattern == null ? true : (length(trimspace(var.common_name_pattern)) > 0 && length(var.common_name_pattern) <= 128)
+    error_message = "common_name_pattern must be 1-128 characters (or null to admit any common name)."
   }
 }
