@@ -2,6 +2,8 @@
 """Registry-format docs from the provider's own schema, and module README tables.
 
     tools/gendocs.py --schema schema.json --docs-out docs      # provider docs
+    tools/gendocs.py --terraform .tools/bin/terraform --plugin-dir target/debug \
+        --docs-out docs                                         # schema read from the built provider
     tools/gendocs.py --modules-out modules                      # module README tables
 
 `make docs` runs both in place; `acceptance/tests/docs.rs` runs them into a
@@ -37,7 +39,9 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 
 PROVIDER = "fleet"
 PROVIDER_ADDR_SUFFIX = "/fleetform/fleet"
@@ -380,7 +384,13 @@ def generate_docs(schema, root):
                 where=os.path.relpath(src_path, root),
                 **kw,
             )
-    # A docs-src file for a type that no longer exists is a mistake.
+    # Examples or docs-src files for a type that no longer exists are mistakes.
+    for key, docdir, word, exdir, exfile in KINDS:
+        d = os.path.join(ex, exdir)
+        if os.path.isdir(d):
+            for n in sorted(os.listdir(d)):
+                if n not in ps.get(key, {}):
+                    raise DocError(f"examples/{exdir}/{n} is not a {word.lower()} of the provider")
     if os.path.isdir(src):
         for dirpath, _, names in os.walk(src):
             for n in names:
@@ -590,10 +600,37 @@ def generate_modules(root):
     return files
 
 
+def schema_from_provider(terraform, plugin_dir):
+    """`terraform providers schema -json` of the provider binary in plugin_dir.
+
+    With dev_overrides for fleetform/fleet no `terraform init` is needed.
+    """
+    with tempfile.TemporaryDirectory(prefix="gendocs-") as d:
+        rc = os.path.join(d, "terraformrc")
+        with open(rc, "w", encoding="utf-8") as f:
+            f.write(
+                "provider_installation {\n  dev_overrides {\n"
+                f"    \"fleetform/fleet\" = {json.dumps(os.path.abspath(plugin_dir))}\n"
+                "  }\n  direct {}\n}\n"
+            )
+        with open(os.path.join(d, "main.tf"), "w", encoding="utf-8") as f:
+            f.write('terraform {\n  required_providers {\n    fleet = { source = "fleetform/fleet" }\n  }\n}\n')
+        env = dict(os.environ, TF_CLI_CONFIG_FILE=rc, CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1")
+        env.pop("TF_LOG", None)
+        p = subprocess.run(
+            [os.path.abspath(terraform) if os.sep in terraform else terraform, "providers", "schema", "-json"], cwd=d, env=env, capture_output=True, text=True
+        )
+        if p.returncode != 0:
+            raise DocError(f"terraform providers schema -json failed:\n{p.stdout}{p.stderr}")
+        return json.loads(p.stdout)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap.add_argument("--schema", help="`terraform providers schema -json` output")
+    ap.add_argument("--terraform", help="read the schema with this Terraform CLI instead (with --plugin-dir)")
+    ap.add_argument("--plugin-dir", help="directory holding terraform-provider-fleet (e.g. target/debug)")
     ap.add_argument("--docs-out", help="write provider docs here (e.g. docs)")
     ap.add_argument("--modules-out", help="write module READMEs here as <module>/README.md (e.g. modules)")
     args = ap.parse_args()
@@ -601,10 +638,13 @@ def main():
         ap.error("nothing to do: give --docs-out and/or --modules-out")
     try:
         if args.docs_out:
-            if not args.schema:
-                ap.error("--docs-out needs --schema")
-            with open(args.schema, encoding="utf-8") as f:
-                schema = json.load(f)
+            if args.schema:
+                with open(args.schema, encoding="utf-8") as f:
+                    schema = json.load(f)
+            elif args.terraform and args.plugin_dir:
+                schema = schema_from_provider(args.terraform, args.plugin_dir)
+            else:
+                ap.error("--docs-out needs --schema, or --terraform and --plugin-dir")
             write_docs(generate_docs(schema, args.root), args.docs_out)
         if args.modules_out:
             for m, text in generate_modules(args.root).items():
