@@ -29,8 +29,15 @@
 //! `get_device_group` of the dynamic group (its `device_count` evaluates
 //! the query over every device) as the dynamic group query time.
 //!
-//! With `--data-dir` the database stays, so a real `fleetd serve` can be
-//! started on it afterwards (RSS, HTTP reads: see `tools/bench.py`).
+//! Then, unless `--no-serve`: the store is closed and the real `fleetd
+//! serve` binary (the one cargo built with this bench) is started on the
+//! same data directory, and measured from outside: its RSS (`VmRSS`,
+//! `VmHWM` from `/proc/<pid>/status`) once listening and again after the
+//! reads below; `GET /v1/rollouts/{id}` over HTTP (keep-alive, p50/p99
+//! over 1,000 reads); `GET /v1/device-groups/{id}` of the dynamic group
+//! (median of 3).
+//!
+//! With `--data-dir` the database stays.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,10 +86,29 @@ pub struct EngineReport {
     pub group_id: String,
     pub dynamic_group_id: String,
     pub db_bytes: u64,
+    /// The `fleetd serve` figures, when measured.
+    pub serve: Option<ServeReport>,
+}
+
+/// A real `fleetd serve` on the benchmark's data directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeReport {
+    /// Until `admin.addr` appeared.
+    pub start_secs: f64,
+    pub rss_idle_kib: u64,
+    pub rss_after_kib: u64,
+    /// Peak RSS over the process's life.
+    pub rss_peak_kib: u64,
+    pub http_status_p50_us: f64,
+    pub http_status_p99_us: f64,
+    pub http_group_query_secs: f64,
+    pub http_group_members: i64,
 }
 
 pub struct EngineBench {
     pub devices: usize,
+    /// A `fleetd` binary to start on the result (see [`ServeReport`]).
+    pub fleetd_bin: Option<PathBuf>,
     /// Concurrent `record_result` callers.
     pub concurrency: usize,
     /// Status reads for the percentiles.
@@ -93,6 +119,7 @@ impl EngineBench {
     pub fn new(devices: usize) -> EngineBench {
         EngineBench {
             devices,
+            fleetd_bin: None,
             concurrency: 4,
             reads: 2_000,
         }
@@ -257,6 +284,11 @@ impl EngineBench {
             q.push(t.elapsed());
         }
         q.sort();
+        drop(store);
+        let serve = match &self.fleetd_bin {
+            Some(bin) => Some(serve(bin, dir, &id, &dynamic, self.reads.min(1_000)).await?),
+            None => None,
+        };
 
         Ok(EngineReport {
             devices: self.devices,
@@ -282,8 +314,95 @@ impl EngineBench {
                 + std::fs::metadata(dir.join("fleetd.db-wal"))
                     .map(|m| m.len())
                     .unwrap_or(0),
+            serve,
         })
     }
+}
+
+/// `VmRSS` and `VmHWM` of a process, KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
+/// Starts `fleetd serve` on `dir` and measures it (see [`ServeReport`]).
+async fn serve(
+    bin: &Path,
+    dir: &Path,
+    rollout: &str,
+    group: &str,
+    reads: usize,
+) -> anyhow::Result<ServeReport> {
+    let addr_file = dir.join("admin.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let t = Instant::now();
+    let mut child = tokio::process::Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().unwrap_or(0);
+    while !addr_file.exists() {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "fleetd did not start"
+        );
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("fleetd exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let start_secs = t.elapsed().as_secs_f64();
+    let base = format!("http://{}", std::fs::read_to_string(&addr_file)?.trim());
+    let token = std::fs::read_to_string(dir.join("admin-token"))?
+        .trim()
+        .to_owned();
+    // Let the first engine tick pass.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (rss_idle_kib, _) = rss_kib(pid)?;
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(&token).send();
+    let mut lat = Vec::with_capacity(reads);
+    for _ in 0..reads {
+        let t = Instant::now();
+        let r = get(format!("/v1/rollouts/{rollout}")).await?;
+        anyhow::ensure!(r.status().is_success(), "GET rollout: {}", r.status());
+        r.bytes().await?;
+        lat.push(t.elapsed());
+    }
+    let (p50, p99) = percentiles(&mut lat);
+    let mut q = Vec::new();
+    let mut members = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = get(format!("/v1/device-groups/{group}")).await?;
+        anyhow::ensure!(r.status().is_success(), "GET group: {}", r.status());
+        let v: serde_json::Value = r.json().await?;
+        q.push(t.elapsed());
+        members = v["device_count"].as_i64().unwrap_or(-1);
+    }
+    q.sort();
+    let (rss_after_kib, rss_peak_kib) = rss_kib(pid)?;
+    child.kill().await?;
+    Ok(ServeReport {
+        start_secs,
+        rss_idle_kib,
+        rss_after_kib,
+        rss_peak_kib,
+        http_status_p50_us: p50.as_secs_f64() * 1e6,
+        http_status_p99_us: p99.as_secs_f64() * 1e6,
+        http_group_query_secs: q[1].as_secs_f64(),
+        http_group_members: members,
+    })
 }
 
 /// `(p50, p99)` of `lat` (sorted in place).
@@ -332,6 +451,7 @@ fn main() -> anyhow::Result<()> {
     let mut data_dir: Option<PathBuf> = None;
     let mut json = false;
     let mut concurrency = 4;
+    let mut no_serve = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -339,9 +459,10 @@ fn main() -> anyhow::Result<()> {
             "--data-dir" => data_dir = args.next().map(PathBuf::from),
             "--concurrency" => concurrency = args.next().unwrap_or_default().parse()?,
             "--json" => json = true,
+            "--no-serve" => no_serve = true,
             "--bench" => {} // cargo bench passes it
             other => anyhow::bail!(
-                "unknown argument {other:?} (--devices N, --data-dir DIR, --concurrency N, --json)"
+                "unknown argument {other:?} (--devices N, --data-dir DIR, --concurrency N, --json, --no-serve)"
             ),
         }
     }
@@ -355,6 +476,9 @@ fn main() -> anyhow::Result<()> {
     };
     let mut bench = EngineBench::new(devices);
     bench.concurrency = concurrency;
+    if !no_serve {
+        bench.fleetd_bin = Some(env!("CARGO_BIN_EXE_fleetd").into());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(bench.run(&dir))?;
     if json {

@@ -13,6 +13,7 @@ async fn engine_bench_runs_a_rollout_to_completion() {
     let dir = tempfile::tempdir().unwrap();
     let mut bench = EngineBench::new(2_000);
     bench.reads = 50;
+    bench.fleetd_bin = Some(env!("CARGO_BIN_EXE_fleetd").into());
     let r = bench.run(dir.path()).await.unwrap();
     assert_eq!(r.status, "completed", "{r:?}");
     assert_eq!(r.succeeded, 2_000);
@@ -25,4 +26,12 @@ async fn engine_bench_runs_a_rollout_to_completion() {
     assert_eq!(r.group_query_members, 500);
     assert!(r.group_query_secs > 0.0);
     assert!(r.db_bytes > 0);
+    // The real fleetd on the same data directory.
+    let s = r.serve.expect("fleetd serve measured");
+    assert!(
+        s.rss_idle_kib > 0 && s.rss_peak_kib >= s.rss_after_kib,
+        "{s:?}"
+    );
+    assert!(s.http_status_p99_us >= s.http_status_p50_us && s.http_status_p50_us > 0.0);
+    assert_eq!(s.http_group_members, 500, "{s:?}");
 }
