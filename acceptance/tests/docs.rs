@@ -139,6 +139,63 @@ fn examples_are_formatted() -> Result<()> {
     Ok(())
 }
 
+/// Every `.md` file under `dir`, recursively.
+fn md_tree(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            md_tree(&e.path(), out)?;
+        } else if e.path().extension().is_some_and(|x| x == "md") {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// The HCL snippets of hand-written pages (guides, docs-src prose) are
+/// formatted as `terraform fmt` would.
+#[test]
+fn hcl_snippets_in_docs_are_formatted() -> Result<()> {
+    let root = workspace_root();
+    let mut pages = Vec::new();
+    md_tree(&root.join("docs"), &mut pages)?;
+    md_tree(&root.join("docs-src"), &mut pages)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("fleetform-snippets-")
+        .tempdir()?;
+    let mut n = 0;
+    for page in &pages {
+        let text = std::fs::read_to_string(page)?;
+        let rel = page
+            .strip_prefix(&root)
+            .unwrap_or(page)
+            .display()
+            .to_string();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```terraform\n") {
+            let body = &rest[start + "```terraform\n".len()..];
+            let Some(end) = body.find("```") else { break };
+            n += 1;
+            let name = format!("{:03}-{}.tf", n, rel.replace(['/', '.'], "_"));
+            std::fs::write(tmp.path().join(name), &body[..end])?;
+            rest = &body[end + 3..];
+        }
+    }
+    let out = Command::new(terraform_path())
+        .args(["fmt", "-check", "-diff", "-no-color"])
+        .arg(tmp.path())
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "terraform fmt -check: unformatted HCL in the docs (file names say which page):\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Every example directory the docs are made from.
 fn example_dirs() -> Result<Vec<PathBuf>> {
     let ex = workspace_root().join("examples");
