@@ -53,6 +53,7 @@ pub struct Enrollment {
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentCreate {
     /// 1–128 characters: letters, digits, `-`, `_`, `.`; unique.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     /// An existing CA's id.
     pub ca_id: String,
@@ -67,6 +68,7 @@ pub struct EnrollmentCreate {
     pub allowed_hardware: Vec<String>,
     /// At least 1 when set.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_devices: Option<u64>,
     /// Default `true`.
     #[serde(default = "yes")]
@@ -82,6 +84,7 @@ pub struct EnrollmentCreate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentUpdate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     pub ca_id: String,
     pub group_id: String,
@@ -92,6 +95,7 @@ pub struct EnrollmentUpdate {
     #[serde(default)]
     pub allowed_hardware: Vec<String>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_devices: Option<u64>,
     #[serde(default = "yes")]
     pub enabled: bool,
