@@ -240,16 +240,24 @@ class Page:
 
     def block_lists(self, path, block, nested=False):
         groups = {"Required": [], "Optional": [], "Read-Only": []}
+        nested_of = {k: [] for k in groups}  # nested schemas, in page order
         for name in sorted(block.get("attributes", {})):
             a = block["attributes"][name]
             group = "Required" if a.get("required") else "Optional" if a.get("optional") else "Read-Only"
+            mark = len(self.nested)
             groups[group].append(self.attr_line(path + [name], a))
+            nested_of[group] += self.nested[mark:]
+            del self.nested[mark:]
         for name in sorted(block.get("block_types", {})):
             nb = block["block_types"][name]
             group = "Required" if nb.get("min_items") else "Optional"
+            mark = len(self.nested)
             groups[group].append(self.block_line(path + [name], nb))
+            nested_of[group] += self.nested[mark:]
+            del self.nested[mark:]
         out = []
         for title, lines in groups.items():
+            self.nested += nested_of[title]
             if not lines:
                 continue
             out.append(f"{title}:" if nested else f"### {title}")
