@@ -415,12 +415,14 @@ def write_docs(files, out):
             for n in os.listdir(full):
                 if n.endswith(".md") and f"{d}/{n}" not in files:
                     os.remove(os.path.join(full, n))
+                    print(f"gendocs: removed {os.path.join(full, n)}", file=sys.stderr)
     for rel, text in files.items():
         path = os.path.join(out, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if read_opt(path) != text:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
+            print(f"gendocs: wrote {path}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- module README tables
@@ -661,6 +663,7 @@ def main():
                 if read_opt(path) != text:
                     with open(path, "w", encoding="utf-8") as f:
                         f.write(text)
+                    print(f"gendocs: wrote {path}", file=sys.stderr)
     except DocError as e:
         print(f"gendocs: {e}", file=sys.stderr)
         return 1
