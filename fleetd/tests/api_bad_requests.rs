@@ -530,3 +530,59 @@ async fn malformed_requests_get_exact_4xx_errors_and_write_nothing() {
     );
     s.stop().await;
 }
+
+/// Found by schemathesis (`unsupported_method`): the 405 of the immutable
+/// objects (firmware, policy attachments) lacked the `Allow` header that
+/// RFC 9110 requires and that axum's own 405s carry.
+#[tokio::test]
+async fn every_405_names_the_allowed_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path()).await;
+    let fx = fixture(&s).await;
+    for (method, path, allow) in [
+        ("PUT", "/v1/firmware/{firmware}", "GET,HEAD,DELETE"),
+        ("PATCH", "/v1/firmware/{firmware}", "GET,HEAD,DELETE"),
+        (
+            "PUT",
+            "/v1/policy-attachments/{attachment}",
+            "GET,HEAD,DELETE",
+        ),
+        (
+            "PATCH",
+            "/v1/policy-attachments/{attachment}",
+            "GET,HEAD,DELETE",
+        ),
+        ("PATCH", "/v1/devices", "GET,HEAD,POST"),
+        ("POST", "/v1/device-groups/{group}", "GET,HEAD,PUT,DELETE"),
+    ] {
+        let path = fx.fill(path);
+        let resp = s
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                s.url(&path),
+            )
+            .bearer_auth(&s.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        let got = resp
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let mut got: Vec<String> = got
+            .unwrap_or_else(|| panic!("{method} {path}: no Allow header"))
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        got.sort();
+        let mut want: Vec<&str> = allow.split(',').collect();
+        want.sort();
+        assert_eq!(got, want, "{method} {path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed", "{body}");
+    }
+    s.stop().await;
+}
