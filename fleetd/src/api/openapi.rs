@@ -15,6 +15,7 @@ use fleet_api::{
     Certificate, CertificateAuthority, CertificateAuthorityCreate, CertificateAuthorityUpdate,
     CertificateCreate, CertificateUpdate, Enrollment, EnrollmentCreate, EnrollmentUpdate,
 };
+use fleet_api::{GroupCompliance, GroupComplianceReport, NonCompliantDevice};
 
 use fleet_api::{
     Device, DeviceCreate, DeviceUpdate, FailureThreshold, Firmware, FirmwareCreate,
@@ -42,6 +43,8 @@ use super::{devices, firmware, metrics, policies, policy_attachments, rollouts};
         device_groups::read,
         device_groups::update,
         device_groups::delete,
+        device_groups::compliance,
+        device_groups::noncompliant,
         devices::create,
         devices::list,
         devices::read,
@@ -85,6 +88,7 @@ use super::{devices, firmware, metrics, policies, policy_attachments, rollouts};
         enrollments::delete,
     ),
     components(schemas(ApiError, ErrorKind, DeviceGroup, DeviceGroupCreate, DeviceGroupUpdate, Health,
+        GroupCompliance, GroupComplianceReport, NonCompliantDevice,
         CertificateAuthority, CertificateAuthorityCreate, CertificateAuthorityUpdate,
         Certificate, CertificateCreate, CertificateUpdate,
         Enrollment, EnrollmentCreate, EnrollmentUpdate,

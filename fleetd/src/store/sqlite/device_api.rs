@@ -98,22 +98,11 @@ impl DeviceApiStore for SqliteStore {
     ) -> Result<Vec<bool>, StoreError> {
         self.call(move |conn| {
             write(conn, |tx, _| {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE devices
-                        SET firmware_version = COALESCE(?2, firmware_version),
-                            health = COALESCE(?3, health),
-                            last_seen = ?4
-                      WHERE id = ?1",
-                )?;
                 let mut found = Vec::with_capacity(batch.len());
                 for (device_id, report, at) in &batch {
-                    let n = stmt.execute(params![
-                        device_id,
-                        report.firmware_version,
-                        report.health,
-                        time::to_text(*at)
-                    ])?;
-                    found.push(n > 0);
+                    found.push(super::compliance::record_checkin(
+                        tx, device_id, report, *at,
+                    )?);
                 }
                 Ok(found)
             })
@@ -302,7 +291,10 @@ fn view_stamp(conn: &Connection) -> Result<String, StoreError> {
 
 fn fleet_view(conn: &Connection, stamp: String) -> Result<FleetView, StoreError> {
     let groups = conn
-        .prepare_cached("SELECT id, name, parent_id, query, config FROM device_groups ORDER BY id")?
+        .prepare_cached(
+            "SELECT id, name, parent_id, query, config, stale_after_secs
+               FROM device_groups ORDER BY id",
+        )?
         .query_map([], |r| {
             Ok(GroupNode {
                 id: r.get(0)?,
@@ -310,6 +302,7 @@ fn fleet_view(conn: &Connection, stamp: String) -> Result<FleetView, StoreError>
                 parent_id: r.get(2)?,
                 query: r.get(3)?,
                 config: json_col(r, 4)?,
+                stale_after_secs: r.get::<_, Option<i64>>(5)?.map(|s| s.max(1) as u64),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -46,6 +46,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "enrollment_cn_pattern",
         sql: include_str!("migrations/0006_enrollment_cn_pattern.sql"),
     },
+    Migration {
+        version: 7,
+        name: "compliance",
+        sql: include_str!("migrations/0007_compliance.sql"),
+    },
 ];
 
 /// The schema version this build writes.
