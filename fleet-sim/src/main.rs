@@ -128,6 +128,20 @@ struct RunArgs {
     /// Fail (at --fail-rate) only when installing this version.
     #[arg(long)]
     fail_version: Option<String>,
+    /// Share of devices reporting a wrong applied-config digest
+    /// (compliance: config drift).
+    #[arg(long, default_value_t = 0.0)]
+    config_drift_rate: f64,
+    /// Share of devices that report updates as installed but keep their
+    /// old firmware version (compliance: firmware drift).
+    #[arg(long, default_value_t = 0.0)]
+    stuck_firmware_rate: f64,
+    /// Share of devices that stop checking in after --silent-after
+    /// (compliance: stale).
+    #[arg(long, default_value_t = 0.0)]
+    silent_rate: f64,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    silent_after: Duration,
     /// Seed for every random choice (failures, jitter).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -363,6 +377,10 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     cfg.initial_firmware = a.firmware.clone();
     cfg.fail_rate = a.fail_rate;
     cfg.fail_version = a.fail_version.clone();
+    cfg.config_drift_rate = a.config_drift_rate;
+    cfg.stuck_firmware_rate = a.stuck_firmware_rate;
+    cfg.silent_rate = a.silent_rate;
+    cfg.silent_after = a.silent_after;
     cfg.seed = a.seed;
     cfg.checkin_interval = a.checkin_interval;
     cfg.install_time = a.install_time;
