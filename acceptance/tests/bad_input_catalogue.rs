@@ -252,9 +252,7 @@ fn catalogue(p: &Pki) -> Vec<Case> {
 /// Checks one case's plan output; returns what is wrong, if anything.
 fn check(c: &Case, out: &str) -> Option<String> {
     let flat = out
-        .replace('│', " ")
-        .replace('╷', " ")
-        .replace('╵', " ")
+        .replace(['│', '╷', '╵'], " ")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
