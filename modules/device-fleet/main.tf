@@ -15,6 +15,7 @@ resource "fleet_device_group" "this" {
   parent_id   = var.environment_group_id
   query       = local.query
   config      = jsonencode(var.config)
+  stale_after = var.stale_after
   tags        = { product = var.name, environment = var.environment }
 }
 
@@ -54,4 +55,17 @@ resource "fleet_enrollment" "this" {
   common_name_pattern = var.common_name_pattern
   max_devices         = var.max_devices
   enabled             = var.enrollment_enabled
+}
+
+# Warns in every plan (without failing it) when too few devices run the
+# firmware and config they should. Off unless min_in_sync_ratio is set.
+check "compliance" {
+  data "fleet_group_compliance" "this" {
+    group_id = fleet_device_group.this.id
+  }
+
+  assert {
+    condition     = var.min_in_sync_ratio == null || data.fleet_group_compliance.this.in_sync_ratio >= coalesce(var.min_in_sync_ratio, 0)
+    error_message = "Only ${data.fleet_group_compliance.this.in_sync} of ${data.fleet_group_compliance.this.total} devices in ${data.fleet_group_compliance.this.path} are in sync (config drift ${data.fleet_group_compliance.this.config_drift}, firmware drift ${data.fleet_group_compliance.this.firmware_drift}, stale ${data.fleet_group_compliance.this.stale}); the threshold is ${coalesce(var.min_in_sync_ratio, 0) * 100}%. Examples: ${join("; ", [for d in data.fleet_group_compliance.this.noncompliant : "${d.name}: ${d.reason}"])}."
+  }
 }
