@@ -305,14 +305,17 @@ def main():
     if details:
         print()
         print("| devices | enroll/s | ping/s new conn | ping/s keep-alive | check-in/s | check-in p50/p99 ms "
-              "| handshake cost ms | enroll work ms | rollout: assigned in | check-ins during rollout |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| handshake cost ms | enroll work ms | cert parse / verify µs | rollout: first, all assigned "
+              "| check-ins during rollout |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in details:
             print(f"| {r['devices']:,} | {r['enroll']['per_sec']:,.0f} | {r['fresh_ping']['per_sec']:,.0f} "
                   f"| {r['keepalive_ping']['per_sec']:,.0f} | {r['checkin']['per_sec']:,.0f} "
                   f"| {r['checkin']['p50_ms']:.1f} / {r['checkin']['p99_ms']:.1f} "
                   f"| {r['handshake_cost_ms']:.2f} | {r['enroll_work_ms']:.2f} "
-                  f"| {r['rollout_secs']:.2f} s ({r['rollout_assigned']:,}) | {r['rollout_checkins']:,} |")
+                  f"| {r['cert_parse_us']:.0f} / {r['cert_verify_us']:.0f} "
+                  f"| {r['rollout_first_secs']:.2f} s, {r['rollout_secs']:.2f} s ({r['rollout_assigned']:,}) "
+                  f"| {r['rollout_checkins']:,} |")
     if engine:
         print()
         print("| devices | setup (bulk insert) | create | assign | results | complete | total | fleetd start "

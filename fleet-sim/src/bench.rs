@@ -9,15 +9,17 @@
 //!    N certificates issued locally (not timed);
 //! 2. *enroll*: every device opens a new TLS connection (full handshake,
 //!    new certificate) and enrolls, `--connect-concurrency` at once;
-//! 3. *keep-alive ping* then *keep-alive check-in*: all N devices in a
+//!    around it, *fresh ping*: half the devices before and half after,
+//!    each on a new client (no TLS session to resume) does one ping: the
+//!    handshake's ceiling, to set against enrollment (same handshake +
+//!    the enrollment's work);
+//! 3. *keep-alive ping* and *keep-alive check-in*: all N devices in a
 //!    closed loop (next call as soon as the answer arrives) on their
-//!    kept-alive connections for `--phase-secs` each; a check-in is the
+//!    kept-alive connections for `--phase-secs` each, in 3 alternating
+//!    rounds; a check-in is the
 //!    real `POST /v1/device/checkin` (policy, config, assignment lookup,
 //!    the report persisted before the answer);
-//! 4. *fresh ping*: every device on a new client (no TLS session to
-//!    resume) does one ping: the handshake's ceiling, to set against
-//!    enrollment (same handshake + the enrollment's work);
-//! 5. *rollout*: a firmware release and a rollout at 100% in one phase
+//! 4. *rollout*: a firmware release and a rollout at 100% in one phase
 //!    (soak 0s) over the group; every device checks in in a closed loop
 //!    until it is handed the assignment. Timed from the rollout's creation
 //!    to the last device holding its assignment.
@@ -64,7 +66,19 @@ pub struct Rate {
     pub p99_ms: f64,
 }
 
+/// Rounds each keep-alive phase is split into.
+const ROUNDS: u32 = 3;
+
 impl Rate {
+    /// Rates measured in turns, as one: total ops over total time,
+    /// latency percentiles over all samples.
+    fn merge(parts: &[(Rate, Vec<Duration>)]) -> Rate {
+        let lat: Vec<Duration> = parts.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+        let errors = parts.iter().map(|(r, _)| r.errors).sum();
+        let secs = parts.iter().map(|(r, _)| r.secs).sum();
+        Rate::new(lat, errors, secs)
+    }
+
     fn new(mut lat: Vec<Duration>, errors: u64, secs: f64) -> Rate {
         lat.sort();
         let at = |q: f64| {
@@ -106,10 +120,18 @@ pub struct BenchReport {
     /// the device, binding and audit rows written) adds to a handshake.
     pub handshake_cost_ms: f64,
     pub enroll_work_ms: f64,
+    /// One core, in this process, with the libraries fleetd uses: parsing
+    /// a device certificate (PEM → X.509, as enrollment and the handshake's
+    /// identification do) and verifying its signature against the CA.
+    pub cert_parse_us: f64,
+    pub cert_verify_us: f64,
     /// Devices handed the rollout's assignment.
     pub rollout_assigned: u64,
     pub rollout_secs: f64,
     pub rollout_assignments_per_min: f64,
+    /// From the rollout's creation to the first device holding its
+    /// assignment (the engine's first tick: up to `--engine-interval`).
+    pub rollout_first_secs: f64,
     pub rollout_checkins: u64,
 }
 
@@ -150,9 +172,14 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
     let t = Instant::now();
     let creds = provision(&factory, p, n).await?;
     let provision_secs = t.elapsed().as_secs_f64();
+    let (cert_parse_us, cert_verify_us) = certificate_costs(&factory, &creds)?;
 
-    // ------------------------------------------------------------ enroll
+    // ------------------------------------------- fresh ping, then enroll
     let sem = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
+    // The handshake ceiling is measured on either side of the enrollment
+    // (half the devices each time), so that both see the same load.
+    let half = n / 2;
+    let fresh_before = fresh_ping(&cfg.endpoint, &creds[..half], &sem).await?;
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, c) in creds.iter().enumerate() {
@@ -190,36 +217,20 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
     };
     anyhow::ensure!(enroll.ops > 0, "no device enrolled");
     let mut clients: Vec<DeviceClient> = clients.into_iter().flatten().collect();
+    let fresh_after = fresh_ping(&cfg.endpoint, &creds[half..], &sem).await?;
+    let fresh_ping = Rate::merge(&[fresh_before, fresh_after]);
 
     // ------------------------------------------------- keep-alive phases
-    let keepalive_ping = closed_loop(&mut clients, cfg.phase, Op::Ping).await;
-    let checkin = closed_loop(&mut clients, cfg.phase, Op::Checkin).await;
-
-    // ------------------------------------------------------- fresh ping
-    let t = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in &creds {
-        let (endpoint, c, sem) = (cfg.endpoint.clone(), c.clone(), Arc::clone(&sem));
-        tasks.spawn(async move {
-            let _permit = sem.acquire_owned().await.ok()?;
-            // A new client: no session to resume, a full handshake.
-            let mut client = DeviceClient::new(endpoint, &c, false).ok()?;
-            let started = Instant::now();
-            match client.call::<(), Value>(Method::GET, "/ping", None).await {
-                Ok(Answer::Ok(..)) => Some(started.elapsed()),
-                _ => None,
-            }
-        });
+    // Ping and check-in alternate in rounds, so that a change in the
+    // machine's load hits both.
+    let (mut pings, mut checkins) = (Vec::new(), Vec::new());
+    let round = cfg.phase / ROUNDS;
+    for _ in 0..ROUNDS {
+        pings.push(closed_loop(&mut clients, round, Op::Ping).await);
+        checkins.push(closed_loop(&mut clients, round, Op::Checkin).await);
     }
-    let mut lat = Vec::with_capacity(n);
-    let mut errors = 0;
-    while let Some(r) = tasks.join_next().await {
-        match r? {
-            Some(d) => lat.push(d),
-            None => errors += 1,
-        }
-    }
-    let fresh_ping = Rate::new(lat, errors, t.elapsed().as_secs_f64());
+    let keepalive_ping = Rate::merge(&pings);
+    let checkin = Rate::merge(&checkins);
 
     // ---------------------------------------------------------- rollout
     let fw: Value = admin
@@ -245,13 +256,15 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
     let checkins = Arc::new(AtomicU64::new(0));
     let give_up = Arc::new(AtomicBool::new(false));
     let last_ms = Arc::new(AtomicU64::new(0));
+    let first_ms = Arc::new(AtomicU64::new(u64::MAX));
     let mut tasks = tokio::task::JoinSet::new();
     for mut client in clients {
-        let (assigned, checkins, give_up, last_ms) = (
+        let (assigned, checkins, give_up, last_ms, first_ms) = (
             Arc::clone(&assigned),
             Arc::clone(&checkins),
             Arc::clone(&give_up),
             Arc::clone(&last_ms),
+            Arc::clone(&first_ms),
         );
         tasks.spawn(async move {
             while !give_up.load(Ordering::Relaxed) {
@@ -262,7 +275,9 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
                 match r {
                     Ok(Answer::Ok(_, resp)) if resp.assignment.is_some() => {
                         assigned.fetch_add(1, Ordering::Relaxed);
-                        last_ms.fetch_max(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        let ms = t.elapsed().as_millis() as u64;
+                        last_ms.fetch_max(ms, Ordering::Relaxed);
+                        first_ms.fetch_min(ms, Ordering::Relaxed);
                         return;
                     }
                     Ok(_) => {}
@@ -287,6 +302,12 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
     watchdog.abort();
     let rollout_assigned = assigned.load(Ordering::Relaxed);
     let rollout_secs = last_ms.load(Ordering::Relaxed) as f64 / 1e3;
+    let first = first_ms.load(Ordering::Relaxed);
+    let rollout_first_secs = if first == u64::MAX {
+        0.0
+    } else {
+        first as f64 / 1e3
+    };
 
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let cost = |r: &Rate| {
@@ -303,6 +324,8 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
         enroll_ratio: ratio(enroll.per_sec, fresh_ping.per_sec),
         handshake_cost_ms: cost(&fresh_ping) - cost(&keepalive_ping),
         enroll_work_ms: cost(&enroll) - cost(&fresh_ping),
+        cert_parse_us,
+        cert_verify_us,
         enroll,
         keepalive_ping,
         checkin,
@@ -310,6 +333,7 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
         rollout_assigned,
         rollout_secs,
         rollout_assignments_per_min: ratio(rollout_assigned as f64 * 60.0, rollout_secs),
+        rollout_first_secs,
         rollout_checkins: checkins.load(Ordering::Relaxed),
     })
 }
@@ -321,6 +345,32 @@ fn checkin_body() -> CheckinRequest {
         health: Some("ok".into()),
         config_digest: None,
     }
+}
+
+/// Mean microseconds to parse one device certificate (PEM) and to verify
+/// one against the factory CA, over (up to 2,000 of) `creds`.
+fn certificate_costs(factory: &Factory, creds: &[DeviceCredentials]) -> anyhow::Result<(f64, f64)> {
+    use fleet_domain::pki;
+    let sample = &creds[..creds.len().min(2_000)];
+    if sample.is_empty() {
+        return Ok((0.0, 0.0));
+    }
+    let t = Instant::now();
+    for c in sample {
+        std::hint::black_box(pki::inspect_certificate("certificate", &c.certificate_pem)?);
+    }
+    let parse = t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;
+    let ca = pki::certificate_der("ca", factory.certificate_pem())?;
+    let now = chrono::Utc::now();
+    let t = Instant::now();
+    for c in sample {
+        std::hint::black_box(
+            pki::verify_chain(c.certificate.as_ref(), &ca, now)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        );
+    }
+    let verify = t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;
+    Ok((parse, verify))
 }
 
 /// N certificates from the factory, on every core.
@@ -356,7 +406,11 @@ enum Op {
 
 /// Every client calls `op` back to back for `phase`; the clients come
 /// back for the next phase.
-async fn closed_loop(clients: &mut Vec<DeviceClient>, phase: Duration, op: Op) -> Rate {
+async fn closed_loop(
+    clients: &mut Vec<DeviceClient>,
+    phase: Duration,
+    op: Op,
+) -> (Rate, Vec<Duration>) {
     let start = Instant::now();
     let deadline = start + phase;
     let mut tasks = tokio::task::JoinSet::new();
@@ -404,5 +458,43 @@ async fn closed_loop(clients: &mut Vec<DeviceClient>, phase: Duration, op: Op) -
     }
     // Calls in flight at the deadline finish after it; count the time
     // they took.
-    Rate::new(lat, errors, start.elapsed().as_secs_f64())
+    (
+        Rate::new(lat.clone(), errors, start.elapsed().as_secs_f64()),
+        lat,
+    )
+}
+
+/// One ping per device, each on a new client (no TLS session to resume:
+/// a full handshake).
+async fn fresh_ping(
+    endpoint: &Endpoint,
+    creds: &[DeviceCredentials],
+    sem: &Arc<Semaphore>,
+) -> anyhow::Result<(Rate, Vec<Duration>)> {
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in creds {
+        let (endpoint, c, sem) = (endpoint.clone(), c.clone(), Arc::clone(sem));
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await.ok()?;
+            let mut client = DeviceClient::new(endpoint, &c, false).ok()?;
+            let started = Instant::now();
+            match client.call::<(), Value>(Method::GET, "/ping", None).await {
+                Ok(Answer::Ok(..)) => Some(started.elapsed()),
+                _ => None,
+            }
+        });
+    }
+    let mut lat = Vec::with_capacity(creds.len());
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r? {
+            Some(d) => lat.push(d),
+            None => errors += 1,
+        }
+    }
+    Ok((
+        Rate::new(lat.clone(), errors, t.elapsed().as_secs_f64()),
+        lat,
+    ))
 }

@@ -31,6 +31,8 @@ async fn device_bench_measures_every_figure() {
     assert_eq!(r.keepalive_ping.errors, 0, "{r:?}");
     assert_eq!(r.checkin.errors, 0, "{r:?}");
     assert!(r.checkin_ratio > 0.0 && r.enroll_ratio > 0.0, "{r:?}");
+    assert!(r.cert_parse_us > 0.0 && r.cert_verify_us > 0.0, "{r:?}");
+    assert!(r.rollout_first_secs > 0.0 && r.rollout_first_secs <= r.rollout_secs);
     // Every device was handed the rollout's assignment.
     assert_eq!(r.rollout_assigned, 20, "{r:?}");
     assert!(
