@@ -159,8 +159,14 @@ pub struct NonCompliantDevice {
 pub struct GroupComplianceReport {
     pub group_id: String,
     pub path: String,
-    #[serde(flatten)]
-    pub summary: GroupCompliance,
+    // The counts of [`GroupCompliance`], spelled out: `serde(flatten)`
+    // cannot carry numbers under serde_json's arbitrary precision.
+    pub in_sync: u64,
+    pub config_drift: u64,
+    pub firmware_drift: u64,
+    pub stale: u64,
+    pub total: u64,
+    pub in_sync_ratio: f64,
     /// Up to 10 non-compliant devices (lowest ids first); the full list is
     /// `GET /v1/device-groups/{id}/compliance/devices`.
     pub noncompliant_sample: Vec<NonCompliantDevice>,
