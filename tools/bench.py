@@ -150,6 +150,8 @@ def bench_terraform(n, runs, bins, mirror, rows):
                         plans[name].append(timed([TF, "plan", "-input=false", "-detailed-exitcode"], d, env))
                     timed([TF, "destroy", "-auto-approve", "-input=false"], d, env)
                     applies[name].append(timed([TF, "apply", "-auto-approve", "-input=false"], d, env))
+                    # Leave nothing, so that the next round's first apply creates too.
+                    timed([TF, "destroy", "-auto-approve", "-input=false"], d, env)
             af, an = statistics.median(applies["fleet"]), statistics.median(applies["null"])
             pf, pn = statistics.median(plans["fleet"]), statistics.median(plans["null"])
             rows.append((f"apply (create) {n} resources", f"{af:.2f} s", f"{an:.2f} s (null_resource)",
