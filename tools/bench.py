@@ -273,14 +273,17 @@ def main():
             n = r["devices"]
             rows.append((f"rollout engine, {n:,} devices (create → completed, soak 0s)",
                          f"{r['rollout_secs']:.2f} s, {r['transitions_per_sec']:,.0f} transitions/s", "—",
-                         None, "< 10 s at 1M", (r["rollout_secs"] < 10) if n >= 1_000_000 else None))
+                         None, "< 10 s" if n >= 1_000_000 else "—",
+                         (r["rollout_secs"] < 10) if n >= 1_000_000 else None))
         for r in engine:
             n = r["devices"]
             ratio = r["status_read_p50_us"] / base["status_read_p50_us"]
+            target = n >= 1_000_000  # the target compares 1M with 10k; other sizes show growth
             rows.append((f"rollout status read (store get_rollout), {n:,} targets",
                          f"p50 {r['status_read_p50_us']:.0f} µs, p99 {r['status_read_p99_us']:.0f} µs",
                          f"p50 {base['status_read_p50_us']:.0f} µs at {base['devices']:,}", ratio,
-                         "≤ 1.5x, p99 < 5 ms", ratio <= 1.5 and r["status_read_p99_us"] < 5000))
+                         "≤ 1.5x, p99 < 5 ms" if target else "—",
+                         (ratio <= 1.5 and r["status_read_p99_us"] < 5000) if target else None))
             s = r.get("serve")
             if s:
                 bs = base["serve"]
@@ -288,20 +291,23 @@ def main():
                 rows.append((f"rollout status read (GET /v1/rollouts/{{id}}, HTTP), {n:,} targets",
                              f"p50 {s['http_status_p50_us']:.0f} µs, p99 {s['http_status_p99_us']:.0f} µs",
                              f"p50 {bs['http_status_p50_us']:.0f} µs at {base['devices']:,}", ratio,
-                             "≤ 1.5x, p99 < 5 ms", ratio <= 1.5 and s["http_status_p99_us"] < 5000))
+                             "≤ 1.5x, p99 < 5 ms" if target else "—",
+                             (ratio <= 1.5 and s["http_status_p99_us"] < 5000) if target else None))
         for r in engine:
             n = r["devices"]
             s = r.get("serve") or {}
             rows.append((f"dynamic group query, {n:,} devices (store; HTTP GET group)",
                          f"{r['group_query_secs']*1000:,.0f} ms; {s.get('http_group_query_secs', 0)*1000:,.0f} ms",
-                         "—", None, "< 1 s", max(r["group_query_secs"], s.get("http_group_query_secs", 0)) < 1.0))
+                         "—", None, "< 1 s" if n >= 1_000_000 else "—",
+                         (max(r["group_query_secs"], s.get("http_group_query_secs", 0)) < 1.0)
+                         if n >= 1_000_000 else None))
         for r in engine:
             n = r["devices"]
             s = r.get("serve") or {}
             peak = s.get("rss_peak_kib", 0) / 1024
             rows.append((f"fleetd RSS, {n:,} registered devices",
                          f"{s.get('rss_idle_kib', 0)/1024:,.0f} MiB idle, {peak:,.0f} MiB peak", "—", None,
-                         "< 1 GiB", peak < 1024))
+                         "< 1 GiB" if n >= 1_000_000 else "—", (peak < 1024) if n >= 1_000_000 else None))
 
     raw["loadavg_end"] = os.getloadavg()
     print("| what | fleet (ours) | anchor (same run) | ratio | target | met |")
