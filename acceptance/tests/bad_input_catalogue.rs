@@ -120,9 +120,11 @@ fn catalogue(p: &Pki) -> Vec<Case> {
     vec![
         // ---------------------------------------------------- fleet_device_group
         case("group name with a space", "fleet_device_group", r#"name = "a b""#,
-            "Invalid value for name", "name =", &["' ' is not allowed"]),
+            "Invalid value for name", "name =", &["invalid character ' ' in \"a b\""]),
         case("empty group name", "fleet_device_group", r#"name = """#,
-            "Invalid value for name", "name =", &["must be 1 to 128 characters long"]),
+            "Invalid value for name", "name =", &["must not be empty"]),
+        case("group name starting with a dash", "fleet_device_group", r#"name = "-prod""#,
+            "Invalid value for name", "name =", &["must start with a letter or digit, got '-'"]),
         case("group description too long", "fleet_device_group", format!("name = \"g\"\ndescription = \"{long}\""),
             "Invalid value for description", "description =", &["between 0 and 1024 characters long, got 1025"]),
         case("group query syntax error", "fleet_device_group", "name = \"g\"\nquery = \"hardware == \\\"m1\\\" and\"",
@@ -231,6 +233,9 @@ fn catalogue(p: &Pki) -> Vec<Case> {
         case("firmware product", "fleet_firmware", fw_with("product", "\"meter fw\""),
             "Invalid value for product", "product =", &["invalid character ' ' in \"meter fw\""]),
         // ---------------------------------------------------- fleet_firmware_rollout
+        case("rollout name starting with an underscore", "fleet_firmware_rollout",
+            rollout("phase {\n  percent = 100\n}").replacen("name = \"r\"", "name = \"_r\"", 1),
+            "Invalid value for name", "name =", &["must start with a letter or digit, got '_'"]),
         case("rollout without a strategy", "fleet_firmware_rollout", rollout(""),
             "Missing rollout strategy", "resource \"fleet_firmware_rollout\" \"x\" {", &["Add `phase` blocks"]),
         case("phase over 100 percent", "fleet_firmware_rollout", rollout("phase {\n  percent = 150\n}"),
@@ -261,7 +266,7 @@ fn catalogue(p: &Pki) -> Vec<Case> {
         case("device credentials for a device and a name", "ephemeral.fleet_device_credentials", format!("ca_id = \"{ID}\"\ndevice_id = \"d\"\ncommon_name = \"x\""),
             "common_name conflicts with device_id", "common_name =", &["not both"]),
         case("rollout name", "fleet_firmware_rollout", "name = \"a b\"\nfirmware_id = \"x\"\ntarget_group_ids = [\"x\"]\nphase {\n  percent = 100\n}",
-            "Invalid value for name", "name =", &["' ' is not allowed"]),
+            "Invalid value for name", "name =", &["invalid character ' ' in \"a b\""]),
     ]
 }
 

@@ -98,7 +98,7 @@ impl Resource<Client> for DeviceGroup {
                     Attribute::string("name")
                         .required()
                         .description("Name, unique among its siblings: letters, digits, `.`, `_`, `-`.")
-                        .validate(validators::identifier(128)),
+                        .validate(domain_check(fleet_domain::group::validate_name)),
                 )
                 .attr(
                     Attribute::string("description")

@@ -108,7 +108,7 @@ impl Resource<Client> for FirmwareRollout {
             0,
             Block::new("A staged over-the-air rollout of a `fleet_firmware` release to device groups. Devices are assigned phase by phase (or at an exponential rate); a phase advances when its devices succeeded and its soak time elapsed; crossing the failure threshold pauses, aborts or rolls back. `status`, `counts` and `current_phase` show live progress on every refresh.")
                 .attr(Attribute::string("id").computed().use_state_for_unknown().description("The rollout's identifier in fleetd."))
-                .attr(Attribute::string("name").required().description("Name shown to operators.").validate(validators::identifier(128)))
+                .attr(Attribute::string("name").required().description("Name shown to operators.").validate(crate::resources::fleet_certificate::domain_check(fleet_domain::group::validate_name)))
                 .attr(
                     Attribute::string("firmware_id")
                         .required()
