@@ -98,7 +98,11 @@ async fn run(n: usize) -> anyhow::Result<Row> {
             .iter()
             .enumerate()
             .map(|(i, id)| {
-                let digest = if i % 10 == 0 { "00".repeat(32) } else { desired.clone() };
+                let digest = if i % 10 == 0 {
+                    "00".repeat(32)
+                } else {
+                    desired.clone()
+                };
                 (
                     id.clone(),
                     CheckinReport {
