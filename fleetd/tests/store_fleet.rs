@@ -1,22 +1,19 @@
 //! The fleet part of the SQLite store through the `Store` trait, on a real
 //! file: audit rows, version history pruning, membership and references.
 
+mod store_common;
+
+use store_common::TestDb;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use fleetd::domain::policy::{Effect, Statement};
 use fleetd::domain::query;
-use fleetd::store::sqlite::SqliteStore;
 use fleetd::store::{
     Actor, AttachmentTarget, AuditAction, DeviceGroupSpec, DeviceSpec, FailureThresholdRecord,
     FirmwareSpec, ObjectKind, PhaseRecord, PolicyAttachmentSpec, PolicySpec, RolloutSpec,
-    SqliteLocation, Store, StoreError,
+    StoreError,
 };
-
-async fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let location = SqliteLocation::File(dir.path().join("fleetd.db"));
-    Arc::new(SqliteStore::open(location).await.unwrap())
-}
 
 fn group(name: &str, parent: Option<&str>, query: Option<&str>) -> DeviceGroupSpec {
     DeviceGroupSpec {
@@ -85,10 +82,8 @@ fn rollout(firmware_id: &str, targets: &[&str]) -> RolloutSpec {
     }
 }
 
-#[tokio::test]
-async fn device_writes_are_audited_with_versions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn device_writes_are_audited_with_versions(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let g = store
         .create_device_group(&actor, group("g", None, None))
@@ -131,10 +126,8 @@ async fn device_writes_are_audited_with_versions() {
     );
 }
 
-#[tokio::test]
-async fn policy_versions_are_pruned_to_ten() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn policy_versions_are_pruned_to_ten(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let p = store
         .create_policy(&actor, policy("p", "fleet:device/0"))
@@ -157,10 +150,8 @@ async fn policy_versions_are_pruned_to_ten() {
     assert_eq!(versions[0].statements[0].resources, ["fleet:device/11"]);
 }
 
-#[tokio::test]
-async fn membership_counts_static_dynamic_and_subgroups() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn membership_counts_static_dynamic_and_subgroups(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let root = store
         .create_device_group(&actor, group("root", None, None))
@@ -243,10 +234,8 @@ async fn membership_counts_static_dynamic_and_subgroups() {
     ));
 }
 
-#[tokio::test]
-async fn deleting_a_group_releases_members_and_is_refused_while_attached() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn deleting_a_group_releases_members_and_is_refused_while_attached(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let g = store
         .create_device_group(&actor, group("g", None, None))
@@ -300,12 +289,10 @@ async fn deleting_a_group_releases_members_and_is_refused_while_attached() {
     );
 }
 
-#[tokio::test]
-async fn state_survives_reopening_and_is_counted() {
-    let dir = tempfile::tempdir().unwrap();
+async fn state_survives_reopening_and_is_counted(db: TestDb) {
     let actor = Actor::admin();
     let (d, f, r) = {
-        let store = open(&dir).await;
+        let store = db.open().await;
         let g = store
             .create_device_group(&actor, group("g", None, None))
             .await
@@ -324,7 +311,7 @@ async fn state_survives_reopening_and_is_counted() {
             .unwrap();
         (d, f, r)
     };
-    let store = open(&dir).await;
+    let store = db.open().await;
     assert_eq!(store.get_device(&d.id).await.unwrap(), d);
     assert_eq!(store.get_firmware(&f.id).await.unwrap(), f);
     assert_eq!(store.get_rollout(&r.id).await.unwrap(), r);
@@ -335,3 +322,11 @@ async fn state_survives_reopening_and_is_counted() {
     assert_eq!(counts["rollout"], 1);
     assert_eq!(counts["policy"], 0);
 }
+
+store_tests!(
+    device_writes_are_audited_with_versions,
+    policy_versions_are_pruned_to_ten,
+    membership_counts_static_dynamic_and_subgroups,
+    deleting_a_group_releases_members_and_is_refused_while_attached,
+    state_survives_reopening_and_is_counted,
+);

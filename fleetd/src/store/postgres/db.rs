@@ -475,11 +475,34 @@ pub(super) fn translate(sql: &str) -> String {
             out.push(c);
         }
     }
+    // A placeholder whose first use is `?N IS NULL` has no type PostgreSQL
+    // can infer; in this store such optional parameters are always text.
+    let out = cast_null_tests(&out);
     let trimmed = out.trim_start();
     if let Some(rest) = trimmed.strip_prefix("INSERT OR IGNORE INTO") {
         let rest = rest.trim_end().trim_end_matches(';');
         return format!("INSERT INTO{rest} ON CONFLICT DO NOTHING");
     }
+    out
+}
+
+/// `$N IS NULL` → `$N::text IS NULL`.
+fn cast_null_tests(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        out.push('$');
+        out.push_str(&after[..digits]);
+        let tail = &after[digits..];
+        if digits > 0 && (tail.starts_with(" IS NULL") || tail.starts_with(" IS NOT NULL")) {
+            out.push_str("::text");
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
     out
 }
 
@@ -539,11 +562,9 @@ impl Connection {
             conn: self,
             done: false,
         };
-        tx.query_row(
-            "SELECT pg_advisory_xact_lock(?1)",
-            [WRITE_LOCK_KEY],
-            |_| Ok(()),
-        )?;
+        tx.query_row("SELECT pg_advisory_xact_lock(?1)", [WRITE_LOCK_KEY], |_| {
+            Ok(())
+        })?;
         Ok(tx)
     }
 }
@@ -591,9 +612,7 @@ impl Statement<'_> {
             .iter()
             .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
             .collect();
-        Ok(self
-            .conn
-            .block(self.conn.client.query(&self.stmt, &refs))?)
+        Ok(self.conn.block(self.conn.client.query(&self.stmt, &refs))?)
     }
 
     pub fn execute<P: Params>(&mut self, params: P) -> Result<usize> {
@@ -674,7 +693,14 @@ mod tests {
 
     #[test]
     fn placeholders_and_insert_or_ignore_are_rewritten() {
-        assert_eq!(translate("SELECT ?1, '?2' WHERE a = ?12"), "SELECT $1, '?2' WHERE a = $12");
+        assert_eq!(
+            translate("SELECT ?1, '?2' WHERE a = ?12"),
+            "SELECT $1, '?2' WHERE a = $12"
+        );
+        assert_eq!(
+            translate("WHERE ?1 IS NULL OR id > ?1"),
+            "WHERE $1::text IS NULL OR id > $1"
+        );
         assert_eq!(
             translate("INSERT OR IGNORE INTO t (a) VALUES (?1)"),
             "INSERT INTO t (a) VALUES ($1) ON CONFLICT DO NOTHING"

@@ -2,9 +2,9 @@
 //! `certificates` / `crl_entries`, enrollment bindings in
 //! `certificate_bindings`, the listener's CA in `device_server_ca`.
 
+use super::db::{self, params, Connection, OptionalExtension};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use super::db::{self, params, Connection, OptionalExtension};
 
 use super::fleet::{json_col, record};
 use super::{devices, policies, time, write, PgStore};

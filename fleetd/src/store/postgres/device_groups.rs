@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use super::db::{self, params, Connection, OptionalExtension, Row};
+use chrono::{DateTime, Utc};
 
 use serde_json::{Map, Value};
 
@@ -551,9 +551,8 @@ fn from_row(r: &Row<'_>) -> db::Result<DeviceGroup> {
         name: r.get(1)?,
         description: r.get(2)?,
         parent_id: r.get(3)?,
-        tags: serde_json::from_str(&tags).map_err(|e| {
-            db::Error::FromSqlConversionFailure(4, db::types::Type::Text, e.into())
-        })?,
+        tags: serde_json::from_str(&tags)
+            .map_err(|e| db::Error::FromSqlConversionFailure(4, db::types::Type::Text, e.into()))?,
         path: String::new(),
         created_at: time::parse(&r.get::<_, String>(5)?)?,
         updated_at: time::parse(&r.get::<_, String>(6)?)?,

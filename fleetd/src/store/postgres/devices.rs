@@ -1,7 +1,7 @@
 //! Device rows and their static group memberships.
 
-use chrono::{DateTime, Utc};
 use super::db::{self, params, Connection, OptionalExtension, Row};
+use chrono::{DateTime, Utc};
 
 use super::fleet::{
     check_version, group_exists, is_unique_violation, json_col, not_found, record,

@@ -9,9 +9,11 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use super::db::{
+    self, params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use super::db::{self, params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::{membership, rollouts, time, PgStore};
 use crate::domain::duration;

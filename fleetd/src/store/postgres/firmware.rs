@@ -1,7 +1,7 @@
 //! Immutable firmware releases.
 
-use chrono::{DateTime, Utc};
 use super::db::{self, params, Connection, OptionalExtension, Row};
+use chrono::{DateTime, Utc};
 
 use super::fleet::{
     is_unique_violation, json_col, list_names, not_found, record, still_referenced, time_col,

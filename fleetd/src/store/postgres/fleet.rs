@@ -1,9 +1,9 @@
 //! [`FleetStore`] on SQLite: the trait glue, plus helpers shared by the
 //! per-table modules (`devices`, `policies`, `firmware`, `rollouts`).
 
+use super::db::{self, Connection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use super::db::{self, Connection};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -73,14 +73,10 @@ pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreE
 }
 
 /// Reads a JSON text column.
-pub(super) fn json_col<T: DeserializeOwned>(
-    r: &db::Row<'_>,
-    idx: usize,
-) -> db::Result<T> {
+pub(super) fn json_col<T: DeserializeOwned>(r: &db::Row<'_>, idx: usize) -> db::Result<T> {
     let text: String = r.get(idx)?;
-    serde_json::from_str(&text).map_err(|e| {
-        db::Error::FromSqlConversionFailure(idx, db::types::Type::Text, e.into())
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| db::Error::FromSqlConversionFailure(idx, db::types::Type::Text, e.into()))
 }
 
 pub(super) fn time_col(r: &db::Row<'_>, idx: usize) -> db::Result<DateTime<Utc>> {

@@ -6,9 +6,9 @@ mod cas;
 mod certificates;
 mod enrollments;
 
+use super::db::{self, Connection, OptionalExtension};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use super::db::{self, Connection, OptionalExtension};
 
 use super::{write, PgStore};
 use crate::domain::pki::{CertificateStatus, RevocationReason, RevokedSerial};
@@ -278,9 +278,8 @@ fn json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> db::Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        db::Error::FromSqlConversionFailure(column, db::types::Type::Text, e.into())
-    })
+    serde_json::from_str(text)
+        .map_err(|e| db::Error::FromSqlConversionFailure(column, db::types::Type::Text, e.into()))
 }
 
 fn bad_value(column: usize, what: &str, value: &str) -> db::Error {

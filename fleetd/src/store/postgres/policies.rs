@@ -1,7 +1,7 @@
 //! Policies, their kept versions and their attachments.
 
-use chrono::{DateTime, Utc};
 use super::db::{self, params, Connection, OptionalExtension, Row};
+use chrono::{DateTime, Utc};
 
 use super::fleet::{
     check_version, group_exists, is_unique_violation, json_col, list_names, not_found, record,

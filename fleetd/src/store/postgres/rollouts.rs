@@ -1,7 +1,7 @@
 //! Rollout definitions and their (engine-maintained) progress columns.
 
-use chrono::{DateTime, Utc};
 use super::db::{self, params, Connection, OptionalExtension, Row};
+use chrono::{DateTime, Utc};
 
 use super::fleet::{check_version, group_exists, json_col, not_found, record, time_col, to_json};
 use super::{membership, time};
@@ -233,10 +233,7 @@ fn set_targets(conn: &Connection, rollout_id: &str, ids: &[String]) -> Result<()
     Ok(())
 }
 
-fn optional_json<T: serde::de::DeserializeOwned>(
-    r: &Row<'_>,
-    idx: usize,
-) -> db::Result<Option<T>> {
+fn optional_json<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> db::Result<Option<T>> {
     match r.get::<_, Option<String>>(idx)? {
         None => Ok(None),
         Some(_) => json_col(r, idx).map(Some),
@@ -245,9 +242,8 @@ fn optional_json<T: serde::de::DeserializeOwned>(
 
 fn from_row(r: &Row<'_>) -> db::Result<Rollout> {
     let state: String = r.get(12)?;
-    let state = RolloutState::parse("state", &state).map_err(|e| {
-        db::Error::FromSqlConversionFailure(12, db::types::Type::Text, e.into())
-    })?;
+    let state = RolloutState::parse("state", &state)
+        .map_err(|e| db::Error::FromSqlConversionFailure(12, db::types::Type::Text, e.into()))?;
     Ok(Rollout {
         id: r.get(0)?,
         name: r.get(1)?,

@@ -18,7 +18,5 @@ pub(super) fn now_text() -> String {
 pub(super) fn parse(s: &str) -> db::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            db::Error::FromSqlConversionFailure(0, db::types::Type::Text, e.into())
-        })
+        .map_err(|e| db::Error::FromSqlConversionFailure(0, db::types::Type::Text, e.into()))
 }

@@ -1,7 +1,7 @@
 //! `certificates` and `crl_entries` queries.
 
-use chrono::{DateTime, Utc};
 use super::super::db::{self, params, Connection, OptionalExtension, Row};
+use chrono::{DateTime, Utc};
 
 use super::super::audit::{self, Change};
 use super::super::time;

@@ -1,7 +1,7 @@
 //! `enrollments` queries.
 
-use chrono::{DateTime, Utc};
 use super::super::db::{self, params, Connection, OptionalExtension, Row};
+use chrono::{DateTime, Utc};
 
 use super::super::audit::{self, Change};
 use super::super::time;

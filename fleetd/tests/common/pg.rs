@@ -1,0 +1,124 @@
+//! Fresh PostgreSQL databases for tests.
+//!
+//! Each [`PgDatabase`] is a new database `fleetd_test_<random>` created
+//! through a maintenance database (by default `test` on 127.0.0.1:5432,
+//! or `FLEETD_TEST_POSTGRES_URL`) and dropped when the value is dropped,
+//! so tests run in parallel without seeing each other's rows.
+//!
+//! Where PostgreSQL cannot be reached, a test fails with a message saying
+//! so when `CI` is set; elsewhere [`PgDatabase::create`] returns `None`
+//! and the caller skips, so a laptop without PostgreSQL can still run the
+//! SQLite half of the suites.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+/// Where the maintenance database is, unless `FLEETD_TEST_POSTGRES_URL`
+/// says otherwise.
+pub const DEFAULT_MAINTENANCE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn maintenance_url() -> String {
+    std::env::var("FLEETD_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_MAINTENANCE_URL.into())
+}
+
+/// A database that exists for the lifetime of this value.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+    maintenance: String,
+}
+
+impl PgDatabase {
+    /// Creates a fresh database, or returns `None` (outside CI) when
+    /// PostgreSQL is unreachable. In CI an unreachable server panics.
+    pub async fn create() -> Option<PgDatabase> {
+        let maintenance = maintenance_url();
+        let client = match connect(&maintenance).await {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!(
+                    "PostgreSQL is not reachable at {maintenance} ({e}); the PostgreSQL store \
+                     tests need it (set FLEETD_TEST_POSTGRES_URL to another maintenance database)"
+                );
+                if std::env::var_os("CI").is_some() {
+                    panic!("{msg}");
+                }
+                eprintln!("skipping: {msg}");
+                return None;
+            }
+        };
+        let name = format!("fleetd_test_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+        let url = replace_database(&maintenance, &name);
+        Some(PgDatabase {
+            name,
+            url,
+            maintenance,
+        })
+    }
+
+    /// Creates a fresh database; PostgreSQL must be reachable.
+    pub async fn require() -> PgDatabase {
+        match Self::create().await {
+            Some(db) => db,
+            None => panic!(
+                "PostgreSQL is not reachable at {}; this test needs it",
+                maintenance_url()
+            ),
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (maintenance, name) = (self.maintenance.clone(), self.name.clone());
+        // Drop may run inside a runtime; use a thread with its own.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(client) = connect(&maintenance).await {
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                }
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+    let connecting = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .map_err(|_| "timed out connecting".to_owned())?
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// `postgres://u@h:p/test?x` with the database replaced by `name`.
+pub fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
