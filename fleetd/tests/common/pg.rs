@@ -48,7 +48,12 @@ impl PgDatabase {
                 return None;
             }
         };
-        let name = format!("fleetd_test_{}", uuid::Uuid::new_v4().simple());
+        sweep_stale(&client).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let name = format!("fleetd_test_{now}_{}", uuid::Uuid::new_v4().simple());
         client
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
@@ -92,6 +97,60 @@ impl Drop for PgDatabase {
         });
         let _ = done.join();
     }
+}
+
+/// Drops test databases left behind by runs that did not finish (a killed
+/// test process never runs `Drop`): those created over six hours ago.
+async fn sweep_stale(client: &tokio_postgres::Client) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let Ok(rows) = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'fleetd\\_test\\_%'",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let created = name
+            .strip_prefix("fleetd_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        if created.is_some_and(|t| t + 6 * 3600 < now) {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// Whether `FLEETD_TEST_BACKEND=postgres` asks the API tests to run their
+/// fleetd on PostgreSQL.
+pub fn backend_is_postgres() -> bool {
+    std::env::var("FLEETD_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The database of a data directory: created on first use, the same one
+/// when a test restarts fleetd on that directory. Kept for the life of
+/// the test process.
+pub async fn database_for(data_dir: &std::path::Path) -> String {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static DATABASES: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<PgDatabase>>>> =
+        OnceLock::new();
+    let map = DATABASES.get_or_init(Default::default);
+    if let Some(db) = map.lock().unwrap().get(data_dir) {
+        return db.url.clone();
+    }
+    let db = Arc::new(PgDatabase::require().await);
+    let url = db.url.clone();
+    map.lock().unwrap().insert(data_dir.to_owned(), db);
+    url
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
