@@ -121,7 +121,7 @@ impl EngineStore for PgStore {
         limit: u32,
     ) -> Result<Vec<RolloutDevice>, StoreError> {
         let (rollout_id, after) = (rollout_id.to_owned(), after.map(str::to_owned));
-        let limit = i64::from(limit.min(crate::store::MAX_PAGE_SIZE));
+        let limit = i64::from(limit.min(crate::store::MAX_PAGE_SIZE + 1));
         self.call(move |conn| {
             // Separate statements so that each is an index range scan.
             let after = after.unwrap_or_default();

@@ -46,7 +46,7 @@ impl PkiStore for PgStore {
         limit: u32,
     ) -> Result<Vec<CaRecord>, StoreError> {
         let after = after.map(str::to_owned);
-        let limit = limit.min(MAX_PAGE_SIZE);
+        let limit = limit.min(MAX_PAGE_SIZE + 1);
         self.call(move |conn| cas::list(conn, after.as_deref(), limit))
             .await
     }
@@ -109,7 +109,7 @@ impl PkiStore for PgStore {
         limit: u32,
     ) -> Result<Vec<CertificateRecord>, StoreError> {
         let after = after.map(str::to_owned);
-        let limit = limit.min(MAX_PAGE_SIZE);
+        let limit = limit.min(MAX_PAGE_SIZE + 1);
         self.call(move |conn| certificates::list(conn, &filter, after.as_deref(), limit))
             .await
     }
@@ -189,7 +189,7 @@ impl PkiStore for PgStore {
         limit: u32,
     ) -> Result<Vec<EnrollmentRecord>, StoreError> {
         let after = after.map(str::to_owned);
-        let limit = limit.min(MAX_PAGE_SIZE);
+        let limit = limit.min(MAX_PAGE_SIZE + 1);
         self.call(move |conn| enrollments::list(conn, after.as_deref(), limit))
             .await
     }
