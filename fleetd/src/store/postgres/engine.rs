@@ -15,7 +15,7 @@ use super::db::{
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use super::{membership, rollouts, time, PgStore};
+use super::{membership, rollouts, time, write, PgStore};
 use crate::domain::duration;
 use crate::domain::query::Query;
 use crate::domain::rollout_engine::{
@@ -62,17 +62,12 @@ impl EngineStore for PgStore {
         .await
     }
 
+    /// Only the rollouts this replica holds a lease on (see
+    /// [`super::leases`]), renewing and claiming leases as it goes.
     async fn engine_rollout_ids(&self) -> Result<Vec<String>, StoreError> {
-        self.call(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id FROM rollouts
-                  WHERE engine_cleaned_at IS NULL OR count_in_progress > 0
-                  ORDER BY id",
-            )?;
-            let ids = stmt.query_map([], |r| r.get(0))?;
-            Ok(ids.collect::<db::Result<_>>()?)
-        })
-        .await
+        let (holder, ttl) = (self.holder.clone(), self.lease_ttl);
+        self.call(move |conn| write(conn, |tx, now| super::leases::claim(tx, &holder, ttl, now)))
+            .await
     }
 
     async fn engine_rollout(

@@ -49,7 +49,9 @@ const POOL_SIZE: usize = 16;
 #[derive(Clone)]
 pub struct PgStore {
     pool: deadpool_postgres::Pool,
+    /// Who this process is in `rollout_leases`.
     holder: String,
+    lease_ttl: Duration,
 }
 
 impl PgStore {
@@ -77,6 +79,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             holder: format!("fleetd-{}", uuid::Uuid::now_v7()),
+            lease_ttl: leases::lease_ttl_from_env(),
         };
         let version = store
             .call(|conn| migrations::migrate(conn).map_err(StoreError::Backend))

@@ -276,3 +276,10 @@ CREATE TABLE rollout_leases (
     expires_at TEXT NOT NULL
 );
 CREATE INDEX rollout_leases_holder ON rollout_leases (holder);
+
+-- Replicas running the rollout engine, alive until `expires_at`; the
+-- number of live ones sets each one's share of the rollouts.
+CREATE TABLE engine_replicas (
+    holder     TEXT NOT NULL PRIMARY KEY,
+    expires_at TEXT NOT NULL
+);
