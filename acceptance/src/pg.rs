@@ -71,6 +71,17 @@ impl PgDatabase {
     }
 }
 
+impl PgDatabase {
+    /// The text in the first column of the first row of `sql`.
+    pub fn query_text(&self, sql: &str) -> Result<String> {
+        let sql = sql.to_owned();
+        run(&self.url, |client| async move {
+            let row = client.query_one(&sql, &[]).await?;
+            Ok(row.get::<_, String>(0))
+        })
+    }
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();

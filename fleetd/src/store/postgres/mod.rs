@@ -85,7 +85,11 @@ impl PgStore {
             .call(|conn| migrations::migrate(conn).map_err(StoreError::Backend))
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
-        tracing::debug!(schema_version = version, "postgres store ready");
+        tracing::info!(
+            schema_version = version,
+            engine_lease_holder = %store.holder,
+            "postgres store ready"
+        );
         Ok(store)
     }
 
