@@ -14,6 +14,7 @@ use acceptance::devices::Devices;
 use acceptance::fleetd::Fleetd;
 use acceptance::{Acc, Workdir};
 use anyhow::{ensure, Context, Result};
+use fleet_sim::factory::DeviceCredentials;
 use fleet_sim::{Endpoint, Factory, SimConfig};
 use serde_json::{json, Value as Json};
 
@@ -113,7 +114,11 @@ fn a_fleet_applies_imports_and_destroys_on_postgres() -> Result<()> {
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM device_groups")?, 2);
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM certificates")?, 1);
     assert_eq!(db.query_i64("SELECT COUNT(*) FROM rollouts")?, 1);
-    assert!(db.query_i64("SELECT COUNT(*) FROM audit_log")? >= 9);
+    assert_eq!(
+        db.query_i64("SELECT COUNT(*) FROM audit_log WHERE action = 'create'")?,
+        8,
+        "one audit row per object created"
+    );
     assert!(
         !acc.fleetd.data_dir.path().join("fleetd.db").exists(),
         "no SQLite file next to a PostgreSQL fleetd"
@@ -378,9 +383,12 @@ fn two_replicas_complete_a_rollout_when_one_is_killed() -> Result<()> {
         if count(&r, "succeeded") + count(&r, "failed") >= 60 && r["status"] == "running" {
             break;
         }
+        // `pending` until the first engine tick after the apply starts it.
         ensure!(
-            r["status"] == "running" && Instant::now() < deadline,
-            "not mid-rollout: {r}"
+            (r["status"] == "running" || r["status"] == "pending") && Instant::now() < deadline,
+            "not mid-rollout: {r}\nreplica A log:\n{}\nreplica B log:\n{}",
+            a.log(),
+            b.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -448,5 +456,126 @@ fn two_replicas_complete_a_rollout_when_one_is_killed() -> Result<()> {
         ))?,
         n as i64
     );
+    Ok(())
+}
+
+/// Two replicas on one database: Terraform changes a policy and revokes a
+/// certificate through replica A; a device talking only to replica B sees
+/// both at its very next request (no cache to expire on B).
+#[test]
+fn policy_and_revocation_through_one_replica_apply_on_the_other_at_once() -> Result<()> {
+    let db = acceptance::pg::PgDatabase::create()?;
+    let keys = tempfile::tempdir()?;
+    let master_key = keys.path().join("master.key");
+    std::fs::write(&master_key, format!("{}\n", "a5".repeat(32)))?;
+    let master_key = master_key.to_str().context("utf-8 path")?.to_owned();
+    let args = ["--database-url", &db.url, "--master-key-file", &master_key];
+    let a = Fleetd::start_with(&args)?;
+    let b = Fleetd::start_with(&args)?;
+    let wd = Workdir::new(&a)?;
+
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "valve-001");
+    std::fs::write(
+        wd.path().join("device.csr"),
+        params.serialize_request(&key)?.pem()?,
+    )?;
+    let config = |status: &str, actions: &str| {
+        format!(
+            r#"
+terraform {{
+  required_providers {{
+    fleet = {{ source = "fleetform/fleet" }}
+  }}
+}}
+provider "fleet" {{}}
+
+resource "fleet_device_group" "valves" {{
+  name = "valves"
+}}
+resource "fleet_certificate_authority" "devices" {{
+  name          = "valves-ca"
+  force_destroy = true
+}}
+resource "fleet_certificate" "valve" {{
+  ca_id       = fleet_certificate_authority.devices.id
+  csr_pem     = file("${{path.module}}/device.csr")
+  common_name = "valve-001"
+  status      = "{status}"
+}}
+resource "fleet_enrollment" "valves" {{
+  name     = "valves"
+  ca_id    = fleet_certificate_authority.devices.id
+  group_id = fleet_device_group.valves.id
+}}
+resource "fleet_policy" "valves" {{
+  name = "valves"
+  statement {{
+    effect    = "allow"
+    actions   = [{actions}]
+    resources = ["fleet:device/$${{device.id}}"]
+  }}
+}}
+resource "fleet_policy_attachment" "valves" {{
+  policy_id = fleet_policy.valves.id
+  group_id  = fleet_device_group.valves.id
+}}
+"#
+        )
+    };
+    let checkin_only = r#""device:checkin", "config:read""#;
+    let with_download = r#""device:checkin", "config:read", "firmware:download""#;
+    let s = wd.apply(&config("active", checkin_only))?;
+    let cert_pem = s.str("fleet_certificate.valve", "certificate_pem")?;
+    let creds = DeviceCredentials::from_pem("valve-001", &cert_pem, &key.serialize_pem())?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // The device only ever reaches replica B.
+    let endpoint = Endpoint::new(device_addr(&b)?, &b.device_server_ca()?, Some("localhost"))?;
+    let call = |path: &'static str, method: &'static str, body: Option<Json>| {
+        let endpoint = endpoint.clone();
+        let creds = creds.clone();
+        rt.block_on(async move {
+            use fleet_sim::client::{Answer, DeviceClient};
+            let mut client = DeviceClient::new(endpoint, &creds, false)?;
+            let m = hyper::Method::from_bytes(method.as_bytes())?;
+            let answer = client.call::<Json, Json>(m, path, body.as_ref()).await;
+            anyhow::Ok(match answer {
+                Ok(Answer::Ok(status, v)) => Ok((status.as_u16(), v)),
+                Ok(Answer::Err(status, e)) => Ok((status.as_u16(), serde_json::to_value(e)?)),
+                Err(e) => Err(e.to_string()),
+            })
+        })
+    };
+    let ok = |r: Result<std::result::Result<(u16, Json), String>>| -> Result<(u16, Json)> {
+        r?.map_err(anyhow::Error::msg)
+    };
+
+    let (status, body) = ok(call("/enroll", "POST", Some(json!({"hardware": "v1"}))))?;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body) = ok(call("/assignment", "GET", None))?;
+    assert_eq!(status, 403, "firmware:download not granted yet: {body}");
+
+    // The policy grows through replica A: B allows at the next request.
+    wd.apply(&config("active", with_download))?;
+    let (status, body) = ok(call("/assignment", "GET", None))?;
+    assert!(
+        (200..300).contains(&status),
+        "replica B applies the new policy at once: {status} {body}"
+    );
+
+    // Revoked through replica A: B refuses at the next handshake.
+    wd.apply(&config("revoked", with_download))?;
+    match call("/checkin", "POST", Some(json!({"health": "ok"})))? {
+        Err(e) => assert!(e.contains("TLS"), "{e}"),
+        Ok((status, body)) => assert_eq!(status, 401, "{body}"),
+    }
+    wd.destroy()?;
+    assert!(b.list("/v1/certificate-authorities")?.is_empty());
     Ok(())
 }

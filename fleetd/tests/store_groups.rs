@@ -387,7 +387,58 @@ async fn moves_keep_the_whole_subtree_within_the_depth_limit(db: TestDb) {
     assert_eq!(moved.path.split('/').count(), max);
 }
 
+/// Two replicas (two stores on one database) update one group with the
+/// same expected version at once: exactly one write wins, every other gets
+/// a version conflict naming both versions, and the audit trail holds
+/// exactly the winning update.
+async fn concurrent_writers_through_two_stores_lose_no_update(db: TestDb) {
+    let (a, b) = (db.open().await, db.open().await);
+    let actor = Actor::admin();
+    let g = a
+        .create_device_group(&actor, spec("shared", None))
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (id, actor) = (g.id.clone(), actor.clone());
+            tokio::spawn(async move {
+                let mut s = spec("shared", None);
+                s.description = format!("writer {i}");
+                store.update_device_group(&actor, &id, 1, s).await
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for w in writers {
+        match w.await.unwrap() {
+            Ok(g) => won.push(g),
+            Err(StoreError::VersionConflict {
+                expected: 1,
+                current: 2,
+                ..
+            }) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one writer wins");
+    let stored = b.get_device_group(&g.id).await.unwrap();
+    assert_eq!(
+        (stored.version, &stored.description),
+        (2, &won[0].description)
+    );
+    let updates = a
+        .audit_events(ObjectKind::DeviceGroup, &g.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == AuditAction::Update)
+        .count();
+    assert_eq!(updates, 1);
+}
+
 store_tests!(
+    concurrent_writers_through_two_stores_lose_no_update,
     versions_start_at_one_and_increment,
     every_write_is_audited,
     hierarchy_rules,
