@@ -331,7 +331,7 @@ fn two_replicas_complete_a_rollout_when_one_is_killed() -> Result<()> {
         "--master-key-file",
         &master_key,
     ];
-    let mut replicas = vec![
+    let mut replicas = [
         Some(Fleetd::start_with(&args)?),
         Some(Fleetd::start_with(&args)?),
     ];
