@@ -323,7 +323,66 @@ async fn state_survives_reopening_and_is_counted(db: TestDb) {
     assert_eq!(counts["policy"], 0);
 }
 
+/// A batch of check-ins (the device API's group commit) is applied as if
+/// one after another: a report without firmware or health keeps the
+/// previous value, the last check-in time wins, unknown devices are
+/// reported as not found, and the device's version does not change.
+async fn checkin_batches_apply_in_order(db: TestDb) {
+    use chrono::{Duration, TimeZone, Utc};
+    use fleetd::store::device_api::CheckinReport;
+    let store = db.open().await;
+    let actor = Actor::admin();
+    let a = store
+        .create_device(&actor, device("a", "m1", &[]))
+        .await
+        .unwrap();
+    let b = store
+        .create_device(&actor, device("b", "m1", &[]))
+        .await
+        .unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+    let report = |fw: Option<&str>, health: Option<&str>| CheckinReport {
+        firmware_version: fw.map(str::to_owned),
+        health: health.map(str::to_owned),
+    };
+    let found = store
+        .record_checkins(vec![
+            (a.id.clone(), report(Some("1.0.0"), Some("ok")), t0),
+            (b.id.clone(), report(None, Some("degraded")), t0),
+            ("no-such-device".into(), report(Some("9.9.9"), None), t0),
+            (
+                a.id.clone(),
+                report(Some("1.1.0"), None),
+                t0 + Duration::seconds(1),
+            ),
+            (a.id.clone(), report(None, None), t0 + Duration::seconds(2)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found, [true, true, false, true, true]);
+    let a2 = store.get_device(&a.id).await.unwrap();
+    assert_eq!(a2.firmware_version.as_deref(), Some("1.1.0"));
+    assert_eq!(a2.health.as_deref(), Some("ok"));
+    assert_eq!(a2.last_seen, Some(t0 + Duration::seconds(2)));
+    assert_eq!(a2.version, a.version, "check-ins are not admin writes");
+    let b2 = store.get_device(&b.id).await.unwrap();
+    assert_eq!(b2.firmware_version, None);
+    assert_eq!(b2.health.as_deref(), Some("degraded"));
+    assert_eq!(b2.last_seen, Some(t0));
+    match store
+        .record_checkin("no-such-device", report(None, None), t0)
+        .await
+    {
+        Err(StoreError::NotFound {
+            kind: ObjectKind::Device,
+            ..
+        }) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
 store_tests!(
+    checkin_batches_apply_in_order,
     device_writes_are_audited_with_versions,
     policy_versions_are_pruned_to_ten,
     membership_counts_static_dynamic_and_subgroups,

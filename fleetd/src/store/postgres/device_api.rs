@@ -92,30 +92,38 @@ impl DeviceApiStore for PgStore {
         }
     }
 
+    /// One statement for the whole batch (the device API's check-in writer
+    /// hands over every check-in queued meanwhile): the reports are merged
+    /// per device in arrival order first, which is what applying them one
+    /// after another would leave, then written with a single `UPDATE …
+    /// FROM unnest(…)` — one round trip per batch instead of one per
+    /// device.
     async fn record_checkins(
         &self,
         batch: Vec<(String, CheckinReport, DateTime<Utc>)>,
     ) -> Result<Vec<bool>, StoreError> {
         self.call(move |conn| {
             write(conn, |tx, _| {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE devices
-                        SET firmware_version = COALESCE(?2, firmware_version),
-                            health = COALESCE(?3, health),
-                            last_seen = ?4
-                      WHERE id = ?1",
+                let merged = merge_checkins(&batch);
+                let ids: Vec<&str> = merged.keys().map(String::as_str).collect();
+                let firmware: Vec<Option<&str>> =
+                    merged.values().map(|m| m.firmware_version).collect();
+                let health: Vec<Option<&str>> = merged.values().map(|m| m.health).collect();
+                let seen: Vec<String> = merged.values().map(|m| time::to_text(m.at)).collect();
+                let updated = tx.query_typed(
+                    "UPDATE devices d
+                        SET firmware_version = COALESCE(v.firmware_version, d.firmware_version),
+                            health = COALESCE(v.health, d.health),
+                            last_seen = v.last_seen
+                       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                            AS v (id, firmware_version, health, last_seen)
+                      WHERE d.id = v.id
+                  RETURNING d.id",
+                    &[&ids, &firmware, &health, &seen],
                 )?;
-                let mut found = Vec::with_capacity(batch.len());
-                for (device_id, report, at) in &batch {
-                    let n = stmt.execute(params![
-                        device_id,
-                        report.firmware_version,
-                        report.health,
-                        time::to_text(*at)
-                    ])?;
-                    found.push(n > 0);
-                }
-                Ok(found)
+                let found: std::collections::HashSet<String> =
+                    updated.iter().map(|r| r.get::<_, String>(0)).collect();
+                Ok(batch.iter().map(|(id, _, _)| found.contains(id)).collect())
             })
         })
         .await
@@ -574,4 +582,34 @@ fn admit(
         enrollment_id: Some(c.id.clone()),
         created: true,
     })
+}
+
+/// A device's check-ins of one batch, folded in arrival order.
+struct MergedCheckin<'a> {
+    firmware_version: Option<&'a str>,
+    health: Option<&'a str>,
+    at: DateTime<Utc>,
+}
+
+/// Per device (in id order): the last reported firmware and health (a
+/// report without one keeps the previous), and the last check-in time.
+fn merge_checkins(
+    batch: &[(String, CheckinReport, DateTime<Utc>)],
+) -> std::collections::BTreeMap<String, MergedCheckin<'_>> {
+    let mut merged = std::collections::BTreeMap::new();
+    for (id, report, at) in batch {
+        let entry = merged.entry(id.clone()).or_insert(MergedCheckin {
+            firmware_version: None,
+            health: None,
+            at: *at,
+        });
+        if let Some(f) = report.firmware_version.as_deref() {
+            entry.firmware_version = Some(f);
+        }
+        if let Some(h) = report.health.as_deref() {
+            entry.health = Some(h);
+        }
+        entry.at = *at;
+    }
+    merged
 }
