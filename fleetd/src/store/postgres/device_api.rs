@@ -1,4 +1,4 @@
-//! [`DeviceApiStore`] on SQLite: certificate lookups against
+//! [`DeviceApiStore`] on PostgreSQL: certificate lookups against
 //! `certificates` / `crl_entries`, enrollment bindings in
 //! `certificate_bindings`, the listener's CA in `device_server_ca`.
 

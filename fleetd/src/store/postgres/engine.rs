@@ -1,4 +1,4 @@
-//! [`EngineStore`] on SQLite.
+//! [`EngineStore`] on PostgreSQL.
 //!
 //! Every method runs in one transaction on the store's connection. Device
 //! transitions use prepared (cached) statements guarded by the state they
@@ -208,7 +208,8 @@ impl EngineStore for PgStore {
     }
 }
 
-/// Runs `f` in an immediate (write-locking) transaction and commits it.
+/// Runs `f` in a write transaction (holding the store's write lock) and
+/// commits it.
 fn immediate<T>(
     conn: &mut Connection,
     f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,

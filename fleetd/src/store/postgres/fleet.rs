@@ -1,4 +1,4 @@
-//! [`FleetStore`] on SQLite: the trait glue, plus helpers shared by the
+//! [`FleetStore`] on PostgreSQL: the trait glue, plus helpers shared by the
 //! per-table modules (`devices`, `policies`, `firmware`, `rollouts`).
 
 use super::db::{self, Connection};

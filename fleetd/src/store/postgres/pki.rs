@@ -1,4 +1,4 @@
-//! [`PkiStore`] on SQLite: CAs in `certificate_authorities`, certificates
+//! [`PkiStore`] on PostgreSQL: CAs in `certificate_authorities`, certificates
 //! in `certificates` (with `crl_entries` feeding the CRL), enrollments in
 //! `enrollments`. The queries live in one submodule per table.
 

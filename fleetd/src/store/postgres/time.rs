@@ -1,7 +1,8 @@
 //! Timestamps as stored: RFC 3339 text in UTC with millisecond precision.
 //!
-//! Text sorts chronologically, is readable with the `sqlite3` shell and
-//! maps directly onto the API's RFC 3339 strings.
+//! The same representation as the SQLite store's: text sorts
+//! chronologically, reads well in `psql` and maps directly onto the API's
+//! RFC 3339 strings.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
