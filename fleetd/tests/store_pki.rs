@@ -340,6 +340,9 @@ async fn certificates_check_references_and_revocation_is_terminal_and_in_the_crl
     }
 
     // Deleting a certificate that was never revoked puts it on the CRL.
+    // (The CRL is ordered by revocation time, in milliseconds: let one pass
+    // so that the order below does not fall back to the random serials.)
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     let other = store
         .create_certificate(
             &actor,

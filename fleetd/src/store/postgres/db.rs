@@ -5,8 +5,12 @@
 //! and the error mapping of the SQLite store query for query, so the two
 //! behave identically; only the SQL dialect differs.
 //!
-//! Every call runs on Tokio's blocking pool (see [`super::PgStore::call`])
-//! and drives the asynchronous client with [`Handle::block_on`].
+//! Every call runs on Tokio's blocking pool (see [`super::PgStore::call`]).
+//! Each pooled connection ([`PgConn`]) owns a single-threaded Tokio
+//! runtime on which its `tokio-postgres` connection task lives; a call
+//! drives that runtime with `block_on`, so a query and the socket I/O
+//! behind it run on the calling thread, with no hop to another thread per
+//! round trip.
 //!
 //! Values cross the boundary dynamically typed, like SQLite's: a parameter
 //! is converted to whatever type PostgreSQL inferred for its placeholder,
@@ -20,7 +24,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use bytes::BytesMut;
-use tokio::runtime::Handle;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql as PgToSql, Type as PgType};
 
@@ -37,6 +42,8 @@ pub enum Error {
     QueryReturnedNoRows,
     /// A column value could not be converted to the requested type.
     FromSqlConversionFailure(usize, types::Type, Box<dyn StdError + Send + Sync>),
+    /// A connection could not be set up (its runtime or thread).
+    Io(String),
 }
 
 impl fmt::Display for Error {
@@ -47,6 +54,7 @@ impl fmt::Display for Error {
                 None => write!(f, "{e}"),
             },
             Error::QueryReturnedNoRows => f.write_str("query returned no rows"),
+            Error::Io(e) => write!(f, "setting up a PostgreSQL connection: {e}"),
             Error::FromSqlConversionFailure(i, t, e) => {
                 write!(f, "conversion of column {i} ({t:?}) failed: {e}")
             }
@@ -59,7 +67,7 @@ impl StdError for Error {
         match self {
             Error::Pg(e) => Some(e),
             Error::FromSqlConversionFailure(_, _, e) => Some(e.as_ref()),
-            Error::QueryReturnedNoRows => None,
+            Error::QueryReturnedNoRows | Error::Io(_) => None,
         }
     }
 }
@@ -514,24 +522,115 @@ pub enum TransactionBehavior {
     Immediate,
 }
 
+/// A PostgreSQL connection with the runtime that drives it and its
+/// prepared statements.
+pub struct PgConn {
+    client: tokio_postgres::Client,
+    /// Single-threaded; runs the connection task whenever a call blocks on
+    /// it. `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
+    statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        // May run inside an asynchronous context (the pool discarding a
+        // broken connection), where a runtime cannot be dropped blocking.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Creates and checks [`PgConn`]s for the pool.
+pub struct PgManager {
+    config: tokio_postgres::Config,
+}
+
+impl PgManager {
+    pub fn new(config: tokio_postgres::Config) -> Self {
+        PgManager { config }
+    }
+}
+
+impl deadpool::managed::Manager for PgManager {
+    type Type = PgConn;
+    type Error = Error;
+
+    async fn create(&self) -> Result<PgConn> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Io(e.to_string()))?;
+            let (client, connection) = rt.block_on(config.connect(tokio_postgres::NoTls))?;
+            rt.spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection ended");
+                }
+            });
+            Ok(PgConn {
+                client,
+                rt: Some(rt),
+                statements: RefCell::new(HashMap::new()),
+            })
+        })
+        .await
+        .map_err(|e| Error::Io(e.to_string()))?
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut PgConn,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Error> {
+        if conn.client.is_closed() {
+            return Err(deadpool::managed::RecycleError::message(
+                "the PostgreSQL connection is closed",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One pooled connection, used from a blocking thread.
 pub struct Connection {
-    client: deadpool_postgres::Object,
-    rt: Handle,
+    conn: deadpool::managed::Object<PgManager>,
 }
 
 impl Connection {
-    pub(super) fn new(client: deadpool_postgres::Object, rt: Handle) -> Self {
-        Connection { client, rt }
+    pub(super) fn new(conn: deadpool::managed::Object<PgManager>) -> Self {
+        Connection { conn }
+    }
+
+    fn client(&self) -> &tokio_postgres::Client {
+        &self.conn.client
+    }
+
+    fn prepare_raw(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        if let Some(stmt) = self.conn.statements.borrow().get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.block(self.client().prepare(sql))?;
+        self.conn
+            .statements
+            .borrow_mut()
+            .insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
     }
 
     fn block<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+        self.conn
+            .rt
+            .as_ref()
+            .expect("a pooled connection has its runtime")
+            .block_on(f)
     }
 
     pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
         let sql = translate(sql);
-        let stmt = self.block(self.client.prepare_cached(&sql))?;
+        let stmt = self.prepare_raw(&sql)?;
         Ok(Statement { conn: self, stmt })
     }
 
@@ -555,12 +654,12 @@ impl Connection {
         sql: &str,
         params: &[&(dyn PgToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>> {
-        let stmt = self.block(self.client.prepare_cached(sql))?;
-        Ok(self.block(self.client.query(&stmt, params))?)
+        let stmt = self.prepare_raw(sql)?;
+        Ok(self.block(self.client().query(&stmt, params))?)
     }
 
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
-        Ok(self.block(self.client.batch_execute(sql))?)
+        Ok(self.block(self.client().batch_execute(sql))?)
     }
 
     /// Starts a transaction holding the store's write lock until it ends.
@@ -623,7 +722,9 @@ impl Statement<'_> {
             .iter()
             .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
             .collect();
-        Ok(self.conn.block(self.conn.client.query(&self.stmt, &refs))?)
+        Ok(self
+            .conn
+            .block(self.conn.client().query(&self.stmt, &refs))?)
     }
 
     pub fn execute<P: Params>(&mut self, params: P) -> Result<usize> {
@@ -634,7 +735,7 @@ impl Statement<'_> {
             .collect();
         let n = self
             .conn
-            .block(self.conn.client.execute(&self.stmt, &refs))?;
+            .block(self.conn.client().execute(&self.stmt, &refs))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 

@@ -3,8 +3,8 @@
 //!
 //! The queries, checks and error mapping are those of the SQLite store,
 //! module for module (`device_groups`, `devices`, `engine`, …), run
-//! through [`db`], a thin synchronous layer over a pool of `tokio-postgres`
-//! connections. Behaviour is therefore identical by construction: same
+//! through [`db`], a thin synchronous layer over a `deadpool` pool of
+//! `tokio-postgres` connections. Behaviour is therefore identical by construction: same
 //! errors, same ordering, same audit rows. Columns keep SQLite's
 //! representation (RFC 3339 text timestamps with milliseconds, JSON text,
 //! 64-bit integers) so values round-trip byte for byte and sort the same.
@@ -48,7 +48,7 @@ const POOL_SIZE: usize = 16;
 /// PostgreSQL-backed [`Store`](super::Store).
 #[derive(Clone)]
 pub struct PgStore {
-    pool: deadpool_postgres::Pool,
+    pool: deadpool::managed::Pool<db::PgManager>,
     /// Who this process is in `rollout_leases`.
     holder: String,
     lease_ttl: Duration,
@@ -62,18 +62,11 @@ impl PgStore {
         let config: tokio_postgres::Config = url
             .parse()
             .with_context(|| format!("parsing the PostgreSQL URL {}", redact(url)))?;
-        let manager = deadpool_postgres::Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            deadpool_postgres::ManagerConfig {
-                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-            },
-        );
-        let pool = deadpool_postgres::Pool::builder(manager)
+        let pool = deadpool::managed::Pool::builder(db::PgManager::new(config))
             .max_size(POOL_SIZE)
             .wait_timeout(Some(Duration::from_secs(30)))
             .create_timeout(Some(Duration::from_secs(10)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .runtime(deadpool::Runtime::Tokio1)
             .build()
             .context("creating the PostgreSQL connection pool")?;
         let store = PgStore {
@@ -104,10 +97,11 @@ impl PgStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let client = self.pool.get().await.map_err(StoreError::backend)?;
-        let rt = tokio::runtime::Handle::current();
+        let client = self.pool.get().await.map_err(|e| {
+            StoreError::backend(anyhow::anyhow!("getting a PostgreSQL connection: {e}"))
+        })?;
         tokio::task::spawn_blocking(move || {
-            let mut conn = Connection::new(client, rt);
+            let mut conn = Connection::new(client);
             f(&mut conn)
         })
         .await
