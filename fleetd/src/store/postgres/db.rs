@@ -570,6 +570,13 @@ impl deadpool::managed::Manager for PgManager {
                     tracing::debug!(error = %e, "PostgreSQL connection ended");
                 }
             });
+            // Statements are prepared once per connection and live as long
+            // as it does, while tables grow from empty to millions of rows:
+            // a generic plan chosen early (say, scanning every certificate
+            // of a CA instead of using the (ca_id, serial) key) would stay.
+            // Plan every execution with its parameters and current
+            // statistics instead; these statements are cheap to plan.
+            rt.block_on(client.batch_execute("SET plan_cache_mode = force_custom_plan"))?;
             Ok(PgConn {
                 client,
                 rt: Some(rt),
