@@ -32,9 +32,11 @@ impl Fleetd {
     /// `--engine-interval 200ms`).
     ///
     /// With `FLEETFORM_ACC_DATABASE=postgres` its state goes to a fresh
-    /// PostgreSQL database instead of the embedded SQLite file.
+    /// PostgreSQL database instead of the embedded SQLite file (unless the
+    /// arguments name a database already).
     pub fn start_with(extra_args: &[&str]) -> Result<Self> {
-        let database = if crate::pg::suite_on_postgres() {
+        let database = if crate::pg::suite_on_postgres() && !extra_args.contains(&"--database-url")
+        {
             Some(crate::pg::PgDatabase::create()?)
         } else {
             None
