@@ -63,7 +63,7 @@ impl EngineStore for PgStore {
     }
 
     /// Only the rollouts this replica holds a lease on (see
-    /// [`super::leases`]), renewing and claiming leases as it goes.
+    /// `leases`), renewing and claiming leases as it goes.
     async fn engine_rollout_ids(&self) -> Result<Vec<String>, StoreError> {
         let (holder, ttl) = (self.holder.clone(), self.lease_ttl);
         self.call(move |conn| write(conn, |tx, now| super::leases::claim(tx, &holder, ttl, now)))

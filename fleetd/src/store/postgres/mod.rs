@@ -3,19 +3,24 @@
 //!
 //! The queries, checks and error mapping are those of the SQLite store,
 //! module for module (`device_groups`, `devices`, `engine`, …), run
-//! through [`db`], a thin synchronous layer over a `deadpool` pool of
-//! `tokio-postgres` connections. Behaviour is therefore identical by construction: same
-//! errors, same ordering, same audit rows. Columns keep SQLite's
-//! representation (RFC 3339 text timestamps with milliseconds, JSON text,
-//! 64-bit integers) so values round-trip byte for byte and sort the same.
+//! through `db`, a thin synchronous layer over a `deadpool` pool of
+//! `tokio-postgres` connections. Behaviour is therefore identical by
+//! construction: same errors, same ordering, same audit rows. Columns keep
+//! the SQLite store's representation (RFC 3339 text timestamps with
+//! milliseconds, JSON text, 64-bit integers) so values round-trip byte for
+//! byte and sort the same.
 //!
 //! Concurrency: every write runs in one transaction that first takes a
-//! transaction-scoped advisory lock ([`db::WRITE_LOCK_KEY`]). Writes are
+//! transaction-scoped advisory lock (`db::WRITE_LOCK_KEY`). Writes are
 //! therefore serialised across all replicas, exactly as SQLite's single
 //! writer serialises them, and every read-check-write sequence stays
 //! race-free; reads run concurrently on the pool. Check-ins reach the
-//! store in batches (the device API's check-in writer), so a busy fleet
-//! costs one write transaction per batch, not per device.
+//! store in batches (the device API's check-in writer) and a batch is one
+//! statement, so a busy fleet costs one write transaction per batch, not
+//! per device.
+//!
+//! The rollout engine's work is divided between replicas by leases (see
+//! `leases`).
 
 mod audit;
 pub(crate) mod db;
