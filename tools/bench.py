@@ -1,17 +1,27 @@
 #!/usr/bin/env python3
-"""Fleetform benchmarks, measured side by side against an anchor in one run.
+"""Fleetform benchmarks, each measured side by side with its anchor in one run.
 
-terraform plan (refresh) and apply of N fleet_device_group against N
-null_resource served by the Go terraform-provider-null 2.1.2, and provider
-start-to-handshake time against the same Go provider. Results are printed
-as a Markdown table (append them to BENCHMARKS.md by hand, with the date
-and machine).
+- terraform plan (refresh) and apply of N fleet_device_group against N
+  null_resource served by the Go terraform-provider-null 2.1.2;
+- provider start-to-handshake time against the same Go provider;
+- device API (`fleet-sim bench` against a release fleetd, per device count):
+  keep-alive check-ins/s and enrollments/s against the no-op
+  `GET /v1/device/ping` on the same fleetd and TLS stack, and a rollout's
+  assignments/min against AWS IoT Jobs' documented maximum (1,000/min);
+- rollout engine, status read, dynamic group query and fleetd RSS at
+  10k/100k/1M devices (`cargo bench -p fleetd --bench engine`).
 
-Usage: tools/bench.py [--sizes 200] [--runs 5]
+Results are printed as Markdown tables (copied into BENCHMARKS.md with the
+date, machine and load); `--json-out FILE` keeps every raw figure.
+
+Usage: tools/bench.py [--sizes 1000] [--runs 4] [--device-sizes 1000,3000,10000]
+                      [--engine-sizes 10000,100000,1000000] [--only a,b] [--smoke]
 """
 
 import argparse
 import glob
+import json
+import resource
 import os
 import shutil
 import statistics
@@ -55,8 +65,8 @@ def null_provider():
     return mirror, binary
 
 
-def start_fleetd(data):
-    proc = subprocess.Popen([os.path.join(RELEASE, "fleetd"), "serve", "--listen", "127.0.0.1:0",
+def start_fleetd(data, bins=RELEASE):
+    proc = subprocess.Popen([os.path.join(bins, "fleetd"), "serve", "--listen", "127.0.0.1:0",
                              "--data-dir", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     addr_file = os.path.join(data, "admin.addr")
     for _ in range(300):
@@ -99,71 +109,228 @@ def handshake_time(binary, runs):
     return statistics.median(times)
 
 
+
+AWS_IOT_JOBS_MAX_PER_MIN = 1000.0  # AWS IoT Jobs: maximum rollout rate, devices per minute
+
+
+def bench_terraform(n, runs, bins, mirror, rows):
+    with tempfile.TemporaryDirectory(prefix="fleetform-bench-") as tmp:
+        data = os.path.join(tmp, "fleetd")
+        os.makedirs(data)
+        fleetd, endpoint, token = start_fleetd(data, bins)
+        try:
+            fleet_dir = os.path.join(tmp, "fleet")
+            null_dir = os.path.join(tmp, "null")
+            os.makedirs(fleet_dir)
+            os.makedirs(null_dir)
+            rc_fleet = os.path.join(tmp, "fleet.tfrc")
+            with open(rc_fleet, "w") as f:
+                f.write('provider_installation {\n  dev_overrides {\n    "fleetform/fleet" = "%s"\n  }\n  direct {}\n}\n' % bins)
+            rc_null = os.path.join(tmp, "null.tfrc")
+            with open(rc_null, "w") as f:
+                f.write('provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % mirror)
+            with open(os.path.join(fleet_dir, "main.tf"), "w") as f:
+                f.write('terraform {\n  required_providers {\n    fleet = { source = "fleetform/fleet" }\n  }\n}\n'
+                        'provider "fleet" {}\n'
+                        f'resource "fleet_device_group" "g" {{\n  count = {n}\n  name  = "group-${{count.index}}"\n'
+                        '  tags  = { bench = "true" }\n}\n')
+            with open(os.path.join(null_dir, "main.tf"), "w") as f:
+                f.write(f'terraform {{\n  required_providers {{\n    null = {{ source = "hashicorp/null", version = "{NULL_VERSION}" }}\n  }}\n}}\n'
+                        f'resource "null_resource" "r" {{\n  count = {n}\n  triggers = {{ bench = "true" }}\n}}\n')
+            env_fleet = tf_env(rc_fleet, {"FLEET_ENDPOINT": endpoint, "FLEET_TOKEN": token})
+            env_null = tf_env(rc_null)
+            sh([TF, "init", "-input=false"], cwd=null_dir, env=env_null, stdout=subprocess.DEVNULL)
+
+            applies = {"fleet": [], "null": []}
+            plans = {"fleet": [], "null": []}
+            for _ in range(max(1, runs // 2)):
+                for name, d, env in (("fleet", fleet_dir, env_fleet), ("null", null_dir, env_null)):
+                    applies[name].append(timed([TF, "apply", "-auto-approve", "-input=false"], d, env))
+                    for _ in range(2):
+                        plans[name].append(timed([TF, "plan", "-input=false", "-detailed-exitcode"], d, env))
+                    timed([TF, "destroy", "-auto-approve", "-input=false"], d, env)
+                    applies[name].append(timed([TF, "apply", "-auto-approve", "-input=false"], d, env))
+            af, an = statistics.median(applies["fleet"]), statistics.median(applies["null"])
+            pf, pn = statistics.median(plans["fleet"]), statistics.median(plans["null"])
+            rows.append((f"apply (create) {n} resources", f"{af:.2f} s", f"{an:.2f} s (null_resource)",
+                         af / an, "≤ 1.0x", af / an <= 1.0))
+            rows.append((f"plan with refresh, {n} resources", f"{pf:.2f} s", f"{pn:.2f} s (null_resource)",
+                         pf / pn, "≤ 1.0x", pf / pn <= 1.0))
+            return {"n": n, "apply": applies, "plan": plans}
+        finally:
+            fleetd.kill()
+            fleetd.wait()
+
+
+def bench_device(n, phase_secs, bins):
+    """`fleet-sim bench` with n devices against a fresh fleetd."""
+    with tempfile.TemporaryDirectory(prefix="fleetform-bench-dev-") as tmp:
+        fleetd, _, _ = start_fleetd(tmp, bins)
+        try:
+            for _ in range(300):
+                if os.path.exists(os.path.join(tmp, "device.addr")):
+                    break
+                time.sleep(0.05)
+            out = subprocess.run([os.path.join(bins, "fleet-sim"), "bench", "--fleetd-data-dir", tmp,
+                                  "--devices", str(n), "--phase-secs", str(phase_secs), "--json"],
+                                 check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            return json.loads(out.stdout.strip().splitlines()[-1])
+        finally:
+            fleetd.kill()
+            fleetd.wait()
+
+
+def bench_engine(n):
+    """`cargo bench -p fleetd --bench engine` at n devices (includes `fleetd serve` on the result)."""
+    out = subprocess.run(["cargo", "bench", "-q", "-p", "fleetd", "--bench", "engine", "--",
+                          "--devices", str(n), "--json"],
+                         cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fmt_rate(v):
+    return f"{v:,.0f}/s"
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="200")
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--sizes", default="1000", help="terraform plan/apply resource counts")
+    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--device-sizes", default="1000,3000,10000")
+    ap.add_argument("--phase-secs", type=float, default=5.0)
+    ap.add_argument("--engine-sizes", default="10000,100000,1000000")
+    ap.add_argument("--only", default="handshake,terraform,device,engine")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes on the debug binaries already built (no cargo build); "
+                         "the engine part is smoked by fleetd/tests/bench_smoke.rs")
+    ap.add_argument("--json-out")
     args = ap.parse_args()
+    only = set(args.only.split(","))
+    bins = RELEASE
+    hs_runs = 20
+    if args.smoke:
+        bins = os.path.join(os.path.dirname(RELEASE), "debug")
+        args.sizes, args.runs, args.device_sizes, args.phase_secs = "3", 2, "20", 0.5
+        hs_runs = 3
+        only.discard("engine")
+    # 10k devices = 10k sockets on each side.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    sh(["cargo", "build", "--release", "-p", "terraform-provider-fleet", "-p", "fleetd"], cwd=ROOT)
-    mirror, null_bin = null_provider()
-    ours = os.path.join(RELEASE, "terraform-provider-fleet")
+    if not args.smoke:
+        sh(["cargo", "build", "--release", "-p", "terraform-provider-fleet", "-p", "fleetd", "-p", "fleet-sim"],
+           cwd=ROOT)
+        if "engine" in only:
+            sh(["cargo", "bench", "-p", "fleetd", "--bench", "engine", "--no-run"], cwd=ROOT)
+    ours = os.path.join(bins, "terraform-provider-fleet")
     rows = []
+    raw = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}
+    mirror, null_bin = null_provider() if only & {"handshake", "terraform"} else (None, None)
 
-    hs_ours = handshake_time(ours, 20)
-    hs_null = handshake_time(null_bin, 20)
-    rows.append(("provider start → handshake line", f"{hs_ours*1000:.1f} ms", f"{hs_null*1000:.1f} ms",
-                 hs_ours / hs_null, "≤ 0.1x"))
+    if "handshake" in only:
+        hs_ours = handshake_time(ours, hs_runs)
+        hs_null = handshake_time(null_bin, hs_runs)
+        raw["handshake"] = {"ours": hs_ours, "null": hs_null}
+        rows.append(("provider start → handshake line", f"{hs_ours*1000:.1f} ms", f"{hs_null*1000:.1f} ms (Go null)",
+                     hs_ours / hs_null, "≤ 0.1x", hs_ours / hs_null <= 0.1))
 
-    for n in [int(s) for s in args.sizes.split(",")]:
-        with tempfile.TemporaryDirectory(prefix="fleetform-bench-") as tmp:
-            data = os.path.join(tmp, "fleetd")
-            os.makedirs(data)
-            fleetd, endpoint, token = start_fleetd(data)
-            try:
-                fleet_dir = os.path.join(tmp, "fleet")
-                null_dir = os.path.join(tmp, "null")
-                os.makedirs(fleet_dir)
-                os.makedirs(null_dir)
-                rc_fleet = os.path.join(tmp, "fleet.tfrc")
-                with open(rc_fleet, "w") as f:
-                    f.write('provider_installation {\n  dev_overrides {\n    "fleetform/fleet" = "%s"\n  }\n  direct {}\n}\n' % RELEASE)
-                rc_null = os.path.join(tmp, "null.tfrc")
-                with open(rc_null, "w") as f:
-                    f.write('provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % mirror)
-                with open(os.path.join(fleet_dir, "main.tf"), "w") as f:
-                    f.write('terraform {\n  required_providers {\n    fleet = { source = "fleetform/fleet" }\n  }\n}\n'
-                            'provider "fleet" {}\n'
-                            f'resource "fleet_device_group" "g" {{\n  count = {n}\n  name  = "group-${{count.index}}"\n'
-                            '  tags  = { bench = "true" }\n}\n')
-                with open(os.path.join(null_dir, "main.tf"), "w") as f:
-                    f.write(f'terraform {{\n  required_providers {{\n    null = {{ source = "hashicorp/null", version = "{NULL_VERSION}" }}\n  }}\n}}\n'
-                            f'resource "null_resource" "r" {{\n  count = {n}\n  triggers = {{ bench = "true" }}\n}}\n')
-                env_fleet = tf_env(rc_fleet, {"FLEET_ENDPOINT": endpoint, "FLEET_TOKEN": token})
-                env_null = tf_env(rc_null)
-                sh([TF, "init", "-input=false"], cwd=null_dir, env=env_null, stdout=subprocess.DEVNULL)
+    if "terraform" in only:
+        raw["terraform"] = [bench_terraform(int(n), args.runs, bins, mirror, rows) for n in args.sizes.split(",")]
 
-                applies = {"fleet": [], "null": []}
-                plans = {"fleet": [], "null": []}
-                for _ in range(max(1, args.runs // 2)):
-                    for name, d, env in (("fleet", fleet_dir, env_fleet), ("null", null_dir, env_null)):
-                        applies[name].append(timed([TF, "apply", "-auto-approve", "-input=false"], d, env))
-                        for _ in range(2):
-                            plans[name].append(timed([TF, "plan", "-input=false", "-detailed-exitcode"], d, env))
-                        timed([TF, "destroy", "-auto-approve", "-input=false"], d, env)
-                        applies[name].append(timed([TF, "apply", "-auto-approve", "-input=false"], d, env))
-                af, an = statistics.median(applies["fleet"]), statistics.median(applies["null"])
-                pf, pn = statistics.median(plans["fleet"]), statistics.median(plans["null"])
-                rows.append((f"apply (create) {n} resources", f"{af:.2f} s", f"{an:.2f} s", af / an, "≤ 1.0x"))
-                rows.append((f"plan with refresh, {n} resources", f"{pf:.2f} s", f"{pn:.2f} s", pf / pn, "≤ 1.0x"))
-            finally:
-                fleetd.kill()
-                fleetd.wait()
+    details = []
+    if "device" in only:
+        raw["device"] = []
+        for n in [int(s) for s in args.device_sizes.split(",")]:
+            r = bench_device(n, args.phase_secs, bins)
+            raw["device"].append(r)
+            c, p, e, f = r["checkin"], r["keepalive_ping"], r["enroll"], r["fresh_ping"]
+            rows.append((f"check-ins/s, {n:,} devices, mTLS keep-alive, persisted", fmt_rate(c["per_sec"]),
+                         fmt_rate(p["per_sec"]) + " (ping, keep-alive)", r["checkin_ratio"], "≥ 0.5x",
+                         r["checkin_ratio"] >= 0.5))
+            rows.append((f"enrollments/s, {n:,} devices (new certificate, first contact)", fmt_rate(e["per_sec"]),
+                         fmt_rate(f["per_sec"]) + " (ping, new connection)", r["enroll_ratio"], "report", None))
+            per_min = r["rollout_assignments_per_min"]
+            rows.append((f"rollout assignments/min, {n:,} devices, device API", f"{per_min:,.0f}/min",
+                         "1,000/min (AWS IoT Jobs max)", per_min / AWS_IOT_JOBS_MAX_PER_MIN, "≥ 100x",
+                         per_min / AWS_IOT_JOBS_MAX_PER_MIN >= 100 and r["rollout_assigned"] == n))
+            details.append(r)
 
-    print("| what | fleet (ours) | null 2.1.2 (Go) | ratio | target |")
-    print("|---|---|---|---|---|")
-    for what, a, b, r, target in rows:
-        print(f"| {what} | {a} | {b} | {r:.2f}x | {target} |")
+    engine = []
+    if "engine" in only:
+        raw["engine"] = engine
+        for n in [int(s) for s in args.engine_sizes.split(",")]:
+            engine.append(bench_engine(n))
+        base = engine[0]
+        for r in engine:
+            n = r["devices"]
+            rows.append((f"rollout engine, {n:,} devices (create → completed, soak 0s)",
+                         f"{r['rollout_secs']:.2f} s, {r['transitions_per_sec']:,.0f} transitions/s", "—",
+                         None, "< 10 s at 1M", (r["rollout_secs"] < 10) if n >= 1_000_000 else None))
+        for r in engine:
+            n = r["devices"]
+            ratio = r["status_read_p50_us"] / base["status_read_p50_us"]
+            rows.append((f"rollout status read (store get_rollout), {n:,} targets",
+                         f"p50 {r['status_read_p50_us']:.0f} µs, p99 {r['status_read_p99_us']:.0f} µs",
+                         f"p50 {base['status_read_p50_us']:.0f} µs at {base['devices']:,}", ratio,
+                         "≤ 1.5x, p99 < 5 ms", ratio <= 1.5 and r["status_read_p99_us"] < 5000))
+            s = r.get("serve")
+            if s:
+                bs = base["serve"]
+                ratio = s["http_status_p50_us"] / bs["http_status_p50_us"]
+                rows.append((f"rollout status read (GET /v1/rollouts/{{id}}, HTTP), {n:,} targets",
+                             f"p50 {s['http_status_p50_us']:.0f} µs, p99 {s['http_status_p99_us']:.0f} µs",
+                             f"p50 {bs['http_status_p50_us']:.0f} µs at {base['devices']:,}", ratio,
+                             "≤ 1.5x, p99 < 5 ms", ratio <= 1.5 and s["http_status_p99_us"] < 5000))
+        for r in engine:
+            n = r["devices"]
+            s = r.get("serve") or {}
+            rows.append((f"dynamic group query, {n:,} devices (store; HTTP GET group)",
+                         f"{r['group_query_secs']*1000:,.0f} ms; {s.get('http_group_query_secs', 0)*1000:,.0f} ms",
+                         "—", None, "< 1 s", max(r["group_query_secs"], s.get("http_group_query_secs", 0)) < 1.0))
+        for r in engine:
+            n = r["devices"]
+            s = r.get("serve") or {}
+            peak = s.get("rss_peak_kib", 0) / 1024
+            rows.append((f"fleetd RSS, {n:,} registered devices",
+                         f"{s.get('rss_idle_kib', 0)/1024:,.0f} MiB idle, {peak:,.0f} MiB peak", "—", None,
+                         "< 1 GiB", peak < 1024))
+
+    raw["loadavg_end"] = os.getloadavg()
+    print("| what | fleet (ours) | anchor (same run) | ratio | target | met |")
+    print("|---|---|---|---|---|---|")
+    for what, a, b, r, target, met in rows:
+        ratio = "—" if r is None else f"{r:.2f}x"
+        verdict = "—" if met is None else ("yes" if met else "**no**")
+        print(f"| {what} | {a} | {b} | {ratio} | {target} | {verdict} |")
+    if details:
+        print()
+        print("| devices | enroll/s | ping/s new conn | ping/s keep-alive | check-in/s | check-in p50/p99 ms "
+              "| handshake cost ms | enroll work ms | cert parse / verify µs | rollout: first, all assigned "
+              "| check-ins during rollout |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in details:
+            print(f"| {r['devices']:,} | {r['enroll']['per_sec']:,.0f} | {r['fresh_ping']['per_sec']:,.0f} "
+                  f"| {r['keepalive_ping']['per_sec']:,.0f} | {r['checkin']['per_sec']:,.0f} "
+                  f"| {r['checkin']['p50_ms']:.1f} / {r['checkin']['p99_ms']:.1f} "
+                  f"| {r['handshake_cost_ms']:.2f} | {r['enroll_work_ms']:.2f} "
+                  f"| {r['cert_parse_us']:.0f} / {r['cert_verify_us']:.0f} "
+                  f"| {r['rollout_first_secs']:.2f} s, {r['rollout_secs']:.2f} s ({r['rollout_assigned']:,}) "
+                  f"| {r['rollout_checkins']:,} |")
+    if engine:
+        print()
+        print("| devices | setup (bulk insert) | create | assign | results | complete | total | fleetd start "
+              "| DB size |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in engine:
+            s = r.get("serve") or {}
+            print(f"| {r['devices']:,} | {r['setup_secs']:.1f} s | {r['create_secs']:.2f} s | {r['assign_secs']:.2f} s "
+                  f"| {r['results_secs']:.2f} s | {r['complete_secs']:.2f} s | {r['rollout_secs']:.2f} s "
+                  f"| {s.get('start_secs', 0):.2f} s | {r['db_bytes']/2**20:,.0f} MiB |")
+    print()
+    print(f"load average at start {raw['loadavg_start']}, at end {raw['loadavg_end']}")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(raw, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ fn full() -> String {
   name_template    = "meter-{serial}"
   attributes       = { region = "eu-west", line = "m2" }
   allowed_hardware = ["meter-v2", "meter-v1"]
-  max_devices      = 10"#,
+  max_devices      = 10
+  common_name_pattern = "meter-eu-*""#,
     )
 }
 
@@ -52,7 +53,8 @@ fn changed() -> String {
         r#"group_id         = fleet_device_group.prod.id
   name_template    = "{attr.region}-{cn}"
   allowed_hardware = ["meter-v2"]
-  enabled          = false"#,
+  enabled          = false
+  common_name_pattern = "meter-??-*""#,
     )
 }
 
@@ -80,6 +82,7 @@ fn lifecycle_update_import_destroy() -> Result<()> {
         "order kept"
     );
     assert_eq!(e["max_devices"], 10);
+    assert_eq!(e["common_name_pattern"], "meter-eu-*");
 
     // Everything changes in place; removed optional arguments go back to
     // their defaults in fleetd too.
@@ -93,6 +96,7 @@ fn lifecycle_update_import_destroy() -> Result<()> {
     assert_eq!(e["enabled"], false);
     assert_eq!(e["max_devices"], json!(null));
     assert_eq!(e["attributes"], json!({}));
+    assert_eq!(e["common_name_pattern"], "meter-??-*");
 
     acc.import_verify(&changed(), ADDR, &id, &[])?;
     acc.import_block_noop(&changed(), ADDR, &id)?;

@@ -3,6 +3,10 @@
 # each environment, and firmware 2.1.0 for the meters rolled out to staging
 # first and promoted to production only once staging completed under the
 # failure threshold.
+#
+# Devices come off the line with a certificate from the factory CA named
+# `<product>-<environment>-<serial>`; each product line's enrollment admits
+# its own names, so one CA feeds every line and environment.
 
 terraform {
   required_version = ">= 1.11"
@@ -17,6 +21,25 @@ variable "promote_to_prod" {
   description = "Create the production rollout (gated on staging's result)."
   type        = bool
   default     = false
+}
+
+variable "pause_rollouts" {
+  description = "Hold the rollouts (e.g. until the devices are online: a rollout targets the devices present when it starts)."
+  type        = bool
+  default     = false
+}
+
+variable "factory_ca_certificate_pem" {
+  description = "The device manufacturer's CA to import (PEM); null generates a CA in fleetd."
+  type        = string
+  default     = null
+}
+
+variable "factory_ca_private_key_pem" {
+  description = "Its private key (PEM); write-only in fleetd, never in state."
+  type        = string
+  default     = null
+  sensitive   = true
 }
 
 locals {
@@ -42,9 +65,11 @@ locals {
 module "foundation" {
   source = "../../modules/fleet-foundation"
 
-  name                   = "smart-meters"
-  environments           = local.environments
-  enrollment_max_devices = { dev = 50 }
+  name                      = "smart-meters"
+  environments              = local.environments
+  enrollment_max_devices    = { dev = 50 }
+  import_ca_certificate_pem = var.factory_ca_certificate_pem
+  import_ca_private_key_pem = var.factory_ca_private_key_pem
 }
 
 module "line" {
@@ -58,6 +83,7 @@ module "line" {
   hardware             = each.value.hardware
   dynamic_query        = each.value.query
   config               = each.value.config
+  common_name_pattern  = "${each.value.product}-${each.value.environment}-*"
 }
 
 module "meter_2_1_staging" {
@@ -66,6 +92,7 @@ module "meter_2_1_staging" {
   name             = "meter-2.1.0-staging"
   target_group_ids = [module.line["meter-staging"].group_id]
   phases           = [{ percent = 10, soak = "0s" }, { percent = 100 }]
+  paused           = var.pause_rollouts
   firmware = {
     product    = "meter"
     version    = "2.1.0"
@@ -84,6 +111,7 @@ module "meter_2_1_prod" {
   target_group_ids         = [module.line["meter-prod"].group_id]
   firmware_id              = module.meter_2_1_staging.firmware_id
   promote_after_rollout_id = module.meter_2_1_staging.rollout_id
+  paused                   = var.pause_rollouts
 }
 
 output "ca_id" {
@@ -94,10 +122,12 @@ output "groups" {
   value = { for k, l in module.line : k => l.group_path }
 }
 
-output "staging_rollout" {
-  value = {
-    id     = module.meter_2_1_staging.rollout_id
-    status = module.meter_2_1_staging.status
-    counts = module.meter_2_1_staging.counts
-  }
+# Rollout ids only: live status and counts change on every refresh (read
+# them with the fleet_firmware_rollout data source or in fleetd).
+output "staging_rollout_id" {
+  value = module.meter_2_1_staging.rollout_id
+}
+
+output "prod_rollout_id" {
+  value = var.promote_to_prod ? module.meter_2_1_prod[0].rollout_id : null
 }

@@ -106,6 +106,7 @@ pub struct CertificateCreate {
     /// Have fleetd generate the key: `ECDSA_P256` or `ED25519`. The key is
     /// returned once in the create response.
     #[serde(default)]
+    #[schema(pattern = "^(ECDSA_P256|ED25519)$")]
     pub key_algorithm: Option<String>,
     /// An existing device's id; becomes the subject common name.
     #[serde(default)]
@@ -115,9 +116,11 @@ pub struct CertificateCreate {
     pub common_name: Option<String>,
     /// 1–36500 days, default 365; may not outlive the CA.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 36500)]
     pub validity_days: Option<i64>,
     /// `active` (default) or `inactive`.
     #[serde(default)]
+    #[schema(pattern = "^(active|inactive)$")]
     pub status: Option<String>,
 }
 
@@ -127,6 +130,7 @@ pub struct CertificateCreate {
 #[serde(deny_unknown_fields)]
 pub struct CertificateUpdate {
     /// `active`, `inactive` or `revoked`.
+    #[schema(pattern = "^(active|inactive|revoked)$")]
     pub status: String,
     /// Only with `status = "revoked"`; defaults to `unspecified`.
     #[serde(default)]

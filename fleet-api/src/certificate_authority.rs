@@ -68,9 +68,11 @@ pub struct CertificateAuthority {
 pub struct CertificateAuthorityCreate {
     /// 1–128 characters: letters, digits, `-`, `_`, `.`; starting with a
     /// letter or digit. Unique among CAs.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     /// At most 1024 characters.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
     /// Generated CAs only: subject common name, at most 64 characters.
     /// Defaults to `name`.
@@ -81,9 +83,11 @@ pub struct CertificateAuthorityCreate {
     pub organization: Option<String>,
     /// Generated CAs only: `ECDSA_P256` (default) or `ED25519`.
     #[serde(default)]
+    #[schema(pattern = "^(ECDSA_P256|ED25519)$")]
     pub key_algorithm: Option<String>,
     /// Generated CAs only: 1–36500 days, default 3650.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 36500)]
     pub validity_days: Option<i64>,
     /// Imported CAs only: the CA certificate, PEM. Must be a CA allowed to
     /// sign certificates (basicConstraints CA:TRUE, keyCertSign) and valid
@@ -119,8 +123,10 @@ impl std::fmt::Debug for CertificateAuthorityCreate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateAuthorityUpdate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
     /// The version this update is based on; a stale one gets 409.
     pub version: i64,

@@ -45,8 +45,10 @@ pub struct Device {
 pub struct DeviceCreate {
     /// 1–128 characters: letters, digits, `-`, `_`, `.`; starting with a
     /// letter or digit. Unique across the fleet.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     /// Hardware model: same character rules as `name`.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub hardware: String,
     /// At most 50 attributes; keys 1–128 characters, values at most 256.
     #[serde(default)]
@@ -62,7 +64,9 @@ pub struct DeviceCreate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceUpdate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub hardware: String,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,

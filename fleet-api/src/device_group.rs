@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 /// `tags` is a `BTreeMap` so serialisation is ordered and stable: the
 /// provider compares responses against state, and a map that reorders on
 /// every read would look like drift.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceGroup {
     /// Server-assigned identifier (a UUID).
     #[schema(example = "01939f5e-8a3c-7c4e-9d1a-2f4b6c8d0e1f")]
@@ -45,6 +45,15 @@ pub struct DeviceGroup {
     /// matching `query`, each counted once. Subgroups are not included.
     #[schema(example = 42)]
     pub device_count: i64,
+    /// Devices of this group not seen for this long turn `stale`
+    /// (canonical duration, e.g. `15m`); `null`: never.
+    #[serde(default)]
+    #[schema(example = "15m")]
+    pub stale_after: Option<String>,
+    /// Computed: compliance of the devices in this group and its
+    /// subgroups, as of their last check-in.
+    #[serde(default)]
+    pub compliance: GroupCompliance,
     /// Creation time (RFC 3339, UTC).
     #[schema(example = "2025-01-31T12:00:00.000Z")]
     pub created_at: String,
@@ -80,6 +89,10 @@ pub struct DeviceGroupCreate {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub config: Map<String, Value>,
+    /// A duration (`90s`, `15m`, `2h`, `1d`; 1s to 365d): devices silent
+    /// for longer turn `stale`. Omitted or `null`: never.
+    #[serde(default)]
+    pub stale_after: Option<String>,
 }
 
 /// Body of `PUT /v1/device-groups/{id}`: a full replacement of the mutable
@@ -102,9 +115,55 @@ pub struct DeviceGroupUpdate {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub config: Map<String, Value>,
+    #[serde(default)]
+    pub stale_after: Option<String>,
     /// The version this update is based on; if the stored group has moved
     /// on, the update is refused with 409 and nothing changes.
     pub version: i64,
+}
+
+/// Devices of a group (subgroups included) by compliance state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupCompliance {
+    /// Firmware and config as desired.
+    pub in_sync: u64,
+    /// The applied config's digest is not the desired one's.
+    pub config_drift: u64,
+    /// Running another firmware than the last completed rollout installed.
+    pub firmware_drift: u64,
+    /// Silent for longer than `stale_after`.
+    pub stale: u64,
+    /// Devices that checked in at least once.
+    pub total: u64,
+    /// `in_sync / total`; 1 when no device reported.
+    #[schema(example = 0.98)]
+    pub in_sync_ratio: f64,
+}
+
+/// A device that is not in sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NonCompliantDevice {
+    pub device_id: String,
+    pub name: String,
+    /// `config_drift`, `firmware_drift` or `stale`.
+    #[schema(example = "firmware_drift")]
+    pub state: String,
+    #[schema(example = "runs firmware 1.0.0, its completed rollout installed 2.0.0")]
+    pub reason: String,
+    /// Last check-in (RFC 3339, UTC).
+    pub last_seen: Option<String>,
+}
+
+/// Response of `GET /v1/device-groups/{id}/compliance`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupComplianceReport {
+    pub group_id: String,
+    pub path: String,
+    #[serde(flatten)]
+    pub summary: GroupCompliance,
+    /// Up to 10 non-compliant devices (lowest ids first); the full list is
+    /// `GET /v1/device-groups/{id}/compliance/devices`.
+    pub noncompliant_sample: Vec<NonCompliantDevice>,
 }
 
 #[cfg(test)]
@@ -149,6 +208,14 @@ mod tests {
             config: Map::new(),
             effective_config: serde_json::json!({"a": 1}).as_object().unwrap().clone(),
             device_count: 2,
+            stale_after: Some("15m".into()),
+            compliance: GroupCompliance {
+                in_sync: 3,
+                stale: 1,
+                total: 4,
+                in_sync_ratio: 0.75,
+                ..Default::default()
+            },
             created_at: "2025-01-31T12:00:00.000Z".into(),
             updated_at: "2025-01-31T12:00:00.000Z".into(),
             version: 3,
@@ -157,6 +224,7 @@ mod tests {
         assert_eq!(v["parent_id"], "id-0");
         assert_eq!(v["created_at"], "2025-01-31T12:00:00.000Z");
         assert_eq!(v["tags"]["env"], "prod");
+        assert_eq!(v["compliance"]["in_sync_ratio"], 0.75);
         let back: DeviceGroup = serde_json::from_value(v).unwrap();
         assert_eq!(back, g);
     }

@@ -32,6 +32,12 @@ pub struct Enrollment {
     pub max_devices: Option<u64>,
     /// `false` stops all enrollments without deleting the rules.
     pub enabled: bool,
+    /// Only certificates whose common name matches this glob (`*`, `?`)
+    /// enroll; `null` = any. When several enrollments of a CA admit a
+    /// device, the most specific wins (pattern, then hardware list).
+    #[serde(default)]
+    #[schema(example = "meter-prod-*")]
+    pub common_name_pattern: Option<String>,
     /// Devices enrolled so far through this enrollment.
     pub enrolled_count: u64,
     /// Creation time (RFC 3339, UTC).
@@ -47,6 +53,7 @@ pub struct Enrollment {
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentCreate {
     /// 1–128 characters: letters, digits, `-`, `_`, `.`; unique.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     /// An existing CA's id.
     pub ca_id: String,
@@ -61,10 +68,14 @@ pub struct EnrollmentCreate {
     pub allowed_hardware: Vec<String>,
     /// At least 1 when set.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_devices: Option<u64>,
     /// Default `true`.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Glob over the certificate common name (`*`, `?`); default any.
+    #[serde(default)]
+    pub common_name_pattern: Option<String>,
 }
 
 /// Body of `PUT /v1/enrollments/{id}`: a full replacement (an omitted
@@ -73,6 +84,7 @@ pub struct EnrollmentCreate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentUpdate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     pub ca_id: String,
     pub group_id: String,
@@ -83,9 +95,12 @@ pub struct EnrollmentUpdate {
     #[serde(default)]
     pub allowed_hardware: Vec<String>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_devices: Option<u64>,
     #[serde(default = "yes")]
     pub enabled: bool,
+    #[serde(default)]
+    pub common_name_pattern: Option<String>,
     /// The version this update is based on; a stale one gets 409.
     pub version: i64,
 }

@@ -38,14 +38,25 @@ pub struct Firmware {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareCreate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub product: String,
+    #[schema(
+        pattern = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+    )]
     pub version: String,
     /// 1–100 hardware models.
+    #[schema(min_items = 1, max_items = 100)]
     pub hardware: Vec<String>,
+    #[schema(
+        pattern = "^https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[!-~]*)?$",
+        max_length = 2048
+    )]
     pub url: String,
     /// 64 hex digits.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub sha256: String,
     /// Greater than 0.
+    #[schema(minimum = 1)]
     pub size_bytes: i64,
     #[serde(default)]
     pub signature: Option<String>,

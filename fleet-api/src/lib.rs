@@ -31,7 +31,10 @@ pub use certificate_authority::{
     CertificateAuthority, CertificateAuthorityCreate, CertificateAuthorityUpdate,
 };
 pub use device::{Device, DeviceCreate, DeviceUpdate};
-pub use device_group::{DeviceGroup, DeviceGroupCreate, DeviceGroupUpdate};
+pub use device_group::{
+    DeviceGroup, DeviceGroupCreate, DeviceGroupUpdate, GroupCompliance, GroupComplianceReport,
+    NonCompliantDevice,
+};
 pub use enrollment::{Enrollment, EnrollmentCreate, EnrollmentUpdate};
 pub use error::{ApiError, ErrorKind};
 pub use firmware::{Firmware, FirmwareCreate};

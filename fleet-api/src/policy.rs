@@ -10,12 +10,15 @@ use utoipa::ToSchema;
 pub struct PolicyStatement {
     /// `allow` or `deny`; a matching `deny` always wins.
     #[schema(example = "allow")]
+    #[schema(pattern = "^(allow|deny)$")]
     pub effect: String,
-    /// Device API actions such as `device:CheckIn`, `firmware:*` or `*`.
-    #[schema(example = json!(["device:CheckIn", "config:Get"]))]
+    /// Device API actions such as `device:checkin`, `config:read`,
+    /// `firmware:*` or `*`.
+    #[schema(example = json!(["device:checkin", "config:read"]))]
     pub actions: Vec<String>,
-    /// Resource patterns, e.g. `device/${device.id}` or `group/${device.group}/*`.
-    #[schema(example = json!(["device/${device.id}"]))]
+    /// Resource patterns, e.g. `fleet:device/${device.id}` or
+    /// `fleet:group/${device.group}/*`.
+    #[schema(example = json!(["fleet:device/${device.id}"]))]
     pub resources: Vec<String>,
 }
 
@@ -44,6 +47,7 @@ pub struct Policy {
 #[serde(deny_unknown_fields)]
 pub struct PolicyCreate {
     /// Same character rules as group names. Unique.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     /// At most 1024 characters.
     #[serde(default)]
@@ -56,6 +60,7 @@ pub struct PolicyCreate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     #[serde(default)]
     pub description: String,

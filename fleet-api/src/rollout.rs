@@ -123,6 +123,7 @@ pub struct Rollout {
 #[serde(deny_unknown_fields)]
 pub struct RolloutCreate {
     /// Same character rules as group names.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     pub firmware_id: String,
     /// 1 or more existing groups, no duplicates.
@@ -136,6 +137,7 @@ pub struct RolloutCreate {
     #[serde(default)]
     pub device_timeout: Option<String>,
     #[serde(default)]
+    #[schema(maximum = 10)]
     pub max_retries: Option<u32>,
     #[serde(default)]
     pub start_at: Option<String>,
@@ -154,6 +156,7 @@ pub struct RolloutCreate {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutUpdate {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     #[serde(default)]
     pub firmware_id: Option<String>,
@@ -167,6 +170,7 @@ pub struct RolloutUpdate {
     #[serde(default)]
     pub device_timeout: Option<String>,
     #[serde(default)]
+    #[schema(maximum = 10)]
     pub max_retries: Option<u32>,
     #[serde(default)]
     pub start_at: Option<String>,

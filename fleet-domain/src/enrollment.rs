@@ -16,6 +16,16 @@
 //!   the enrollment is created, not when the first device shows up.
 //! - `attributes` are assigned to every enrolled device and override what
 //!   the device reports: the platform team's labels are authoritative.
+//! - `common_name_pattern` (optional) admits only certificates whose
+//!   common name matches a glob (`*` any run of characters, `?` one), e.g.
+//!   `meter-prod-*`: one factory CA can feed several environments or
+//!   product lines, the certificate (signed, unlike reported attributes)
+//!   deciding where a device lands.
+//!
+//! When several enrollments of a CA admit a device, the most specific one
+//! wins: one with both a common-name pattern and a hardware list before
+//! one with a pattern only, then one with a hardware list only, then one
+//! without conditions; among equals the oldest. See [`EnrollmentRules::specificity`].
 
 use std::collections::BTreeMap;
 
@@ -26,6 +36,34 @@ pub const DEFAULT_NAME_TEMPLATE: &str = "{cn}";
 pub const MAX_TEMPLATE_LEN: usize = 256;
 /// Longest device name a template may render.
 pub const MAX_DEVICE_NAME_LEN: usize = 128;
+/// Longest `common_name_pattern`.
+pub const MAX_PATTERN_LEN: usize = 128;
+
+/// Whether `text` matches the glob `pattern` (`*` any run, `?` one
+/// character, everything else literal).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Classic two-pointer match with backtracking to the last `*`.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || (p[i] != '*' && p[i] == t[j])) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -178,6 +216,7 @@ pub struct EnrollmentRules {
     pub allowed_hardware: Vec<String>,
     pub max_devices: Option<u64>,
     pub attributes: BTreeMap<String, String>,
+    pub common_name_pattern: Option<String>,
 }
 
 /// The user's enrollment settings, as submitted.
@@ -189,6 +228,7 @@ pub struct EnrollmentSpec {
     pub allowed_hardware: Vec<String>,
     pub max_devices: Option<i64>,
     pub attributes: BTreeMap<String, String>,
+    pub common_name_pattern: Option<String>,
 }
 
 /// Validates enrollment settings.
@@ -226,12 +266,34 @@ pub fn validate(spec: &EnrollmentSpec) -> Result<EnrollmentRules, FieldError> {
             ));
         }
     }
+    if let Some(p) = &spec.common_name_pattern {
+        let len = p.chars().count();
+        if p.trim().is_empty() {
+            return Err(FieldError::new(
+                "common_name_pattern",
+                "must not be empty (omit it to admit any common name)",
+            ));
+        }
+        if len > MAX_PATTERN_LEN {
+            return Err(FieldError::new(
+                "common_name_pattern",
+                format!("is {len} characters long, at most {MAX_PATTERN_LEN} are allowed"),
+            ));
+        }
+        if p.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                "common_name_pattern",
+                "must not contain control characters",
+            ));
+        }
+    }
     Ok(EnrollmentRules {
         enabled: spec.enabled,
         name_template,
         allowed_hardware: spec.allowed_hardware.clone(),
         max_devices,
         attributes: spec.attributes.clone(),
+        common_name_pattern: spec.common_name_pattern.clone(),
     })
 }
 
@@ -240,6 +302,11 @@ pub fn validate(spec: &EnrollmentSpec) -> Result<EnrollmentRules, FieldError> {
 pub enum RejectReason {
     #[error("enrollment is disabled")]
     Disabled,
+    #[error("the certificate's common name {common_name:?} does not match {pattern:?}")]
+    CommonNameMismatch {
+        common_name: String,
+        pattern: String,
+    },
     #[error("hardware {hardware:?} is not allowed (allowed: {})", allowed.join(", "))]
     HardwareNotAllowed {
         hardware: String,
@@ -266,6 +333,15 @@ pub enum EnrollmentDecision {
 }
 
 impl EnrollmentRules {
+    /// How narrowly the rules select devices: enrollments are tried in
+    /// decreasing specificity (a common-name pattern counts more than a
+    /// hardware list), so a catch-all enrollment never shadows a specific
+    /// one whatever their creation order.
+    pub fn specificity(&self) -> u8 {
+        2 * u8::from(self.common_name_pattern.is_some())
+            + u8::from(!self.allowed_hardware.is_empty())
+    }
+
     /// Decides on an enrollment given how many devices this enrollment
     /// has created so far. Callers should not count a device that
     /// re-enrolls with the same certificate (it already exists).
@@ -276,6 +352,14 @@ impl EnrollmentRules {
         use EnrollmentDecision::Reject;
         if !self.enabled {
             return Reject(RejectReason::Disabled);
+        }
+        if let Some(pattern) = &self.common_name_pattern {
+            if !glob_match(pattern, &req.common_name) {
+                return Reject(RejectReason::CommonNameMismatch {
+                    common_name: req.common_name.clone(),
+                    pattern: pattern.clone(),
+                });
+            }
         }
         if !self.allowed_hardware.is_empty() && !self.allowed_hardware.contains(&req.hardware) {
             return Reject(RejectReason::HardwareNotAllowed {
@@ -344,8 +428,62 @@ mod tests {
             allowed_hardware: vec!["meter-v2".into(), "meter-v3".into()],
             max_devices: Some(100),
             attributes,
+            common_name_pattern: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("meter-prod-*", "meter-prod-000001"));
+        assert!(glob_match("meter-prod-*", "meter-prod-"));
+        assert!(!glob_match("meter-prod-*", "meter-staging-000001"));
+        assert!(glob_match("*-prod-*", "gw-prod-7"));
+        assert!(glob_match("SN-00??", "SN-0042"));
+        assert!(!glob_match("SN-00??", "SN-00423"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "aXXbYYbc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn common_name_pattern_admits_and_refuses() {
+        let mut r = rules("{cn}");
+        r.common_name_pattern = Some("SN-*".into());
+        assert!(matches!(
+            r.decide(&req(), 0),
+            EnrollmentDecision::Accept { .. }
+        ));
+        r.common_name_pattern = Some("GW-*".into());
+        assert_eq!(
+            r.decide(&req(), 0),
+            EnrollmentDecision::Reject(RejectReason::CommonNameMismatch {
+                common_name: "SN-0042".into(),
+                pattern: "GW-*".into()
+            })
+        );
+        assert_eq!(r.specificity(), 3);
+        r.allowed_hardware.clear();
+        assert_eq!(r.specificity(), 2);
+        r.common_name_pattern = None;
+        assert_eq!(r.specificity(), 0);
+        let bad = |p: &str| {
+            validate(&EnrollmentSpec {
+                common_name_pattern: Some(p.into()),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(
+            bad(" ").starts_with("common_name_pattern: must not be empty"),
+            "{}",
+            bad(" ")
+        );
+        assert!(bad(&"x".repeat(129)).contains("at most 128"));
+        assert!(bad("a\nb").contains("control"));
     }
 
     fn tmpl_err(t: &str) -> String {

@@ -12,6 +12,7 @@
 //! errors deterministic (the same input always names the same field) and
 //! maps one-to-one onto the API's single-error response shape.
 
+pub mod compliance;
 pub mod device;
 pub mod duration;
 pub mod enrollment;

@@ -11,6 +11,7 @@
 //!   [`ledger`] that tests compare with fleetd's own counts.
 
 pub mod admin;
+pub mod bench;
 pub mod client;
 pub mod factory;
 pub mod ledger;

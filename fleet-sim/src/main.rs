@@ -4,6 +4,7 @@
 //! fleet-sim --fleetd-data-dir ./fleetd-data --group-id <group> --devices 2000 \
 //!           --fail-rate 0.01 --checkin-interval 1s --until-idle 5s
 //! fleet-sim factory-ca --out ./factory      # a CA for Terraform to import
+//! fleet-sim bench --fleetd-data-dir ./fleetd-data --devices 10000 --json
 //! ```
 
 use std::collections::BTreeMap;
@@ -46,6 +47,28 @@ enum Command {
         common_name: String,
         #[arg(long, default_value_t = 3650)]
         validity_days: i64,
+    },
+    /// Device API throughput against its ceiling (`GET /v1/device/ping`):
+    /// enrollments, keep-alive check-ins, fresh handshakes, a rollout's
+    /// assignments (see `fleet_sim::bench`).
+    Bench {
+        /// fleetd's data directory (admin.addr, admin-token, device.addr,
+        /// device-server-ca.pem).
+        #[arg(long, env = "FLEETD_DATA_DIR")]
+        fleetd_data_dir: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Seconds of each keep-alive phase (ping, check-in).
+        #[arg(long, default_value_t = 5.0)]
+        phase_secs: f64,
+        #[arg(long, default_value_t = 64)]
+        connect_concurrency: usize,
+        /// Prefix of certificate and object names (default: bench-<random>).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -105,6 +128,20 @@ struct RunArgs {
     /// Fail (at --fail-rate) only when installing this version.
     #[arg(long)]
     fail_version: Option<String>,
+    /// Share of devices reporting a wrong applied-config digest
+    /// (compliance: config drift).
+    #[arg(long, default_value_t = 0.0)]
+    config_drift_rate: f64,
+    /// Share of devices that report updates as installed but keep their
+    /// old firmware version (compliance: firmware drift).
+    #[arg(long, default_value_t = 0.0)]
+    stuck_firmware_rate: f64,
+    /// Share of devices that stop checking in after --silent-after
+    /// (compliance: stale).
+    #[arg(long, default_value_t = 0.0)]
+    silent_rate: f64,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    silent_after: Duration,
     /// Seed for every random choice (failures, jitter).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -186,6 +223,25 @@ fn main() -> ExitCode {
             common_name,
             validity_days,
         }) => factory_ca(&out, &common_name, validity_days),
+        Some(Command::Bench {
+            fleetd_data_dir,
+            devices,
+            phase_secs,
+            connect_concurrency,
+            prefix,
+            json,
+        }) => tokio::runtime::Runtime::new()
+            .context("starting the runtime")
+            .and_then(|rt| {
+                rt.block_on(bench(
+                    &fleetd_data_dir,
+                    devices,
+                    phase_secs,
+                    connect_concurrency,
+                    prefix,
+                    json,
+                ))
+            }),
         None => tokio::runtime::Runtime::new()
             .context("starting the runtime")
             .and_then(|rt| rt.block_on(run(cli.run))),
@@ -203,6 +259,42 @@ fn factory_ca(out: &Path, cn: &str, days: i64) -> anyhow::Result<ExitCode> {
     let f = Factory::generate(cn, days)?;
     f.save(out)?;
     println!("{}", out.join(fleet_sim::factory::CA_CERT_FILE).display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(
+    data: &Path,
+    devices: usize,
+    phase_secs: f64,
+    connect_concurrency: usize,
+    prefix: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let admin = Admin::new(
+        &format!("http://{}", read_trimmed(&data.join("admin.addr"))?),
+        &read_trimmed(&data.join("admin-token"))?,
+    )?;
+    let device = read_trimmed(&data.join("device.addr"))?;
+    let addr: SocketAddr = device
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {device}"))?
+        .next()
+        .context("the device endpoint resolves to no address")?;
+    let server_ca = std::fs::read_to_string(data.join("device-server-ca.pem"))?;
+    let cfg = fleet_sim::bench::BenchConfig {
+        endpoint: Endpoint::new(addr, &server_ca, Some("localhost"))?,
+        devices,
+        phase: Duration::try_from_secs_f64(phase_secs)?,
+        connect_concurrency,
+        prefix: prefix
+            .unwrap_or_else(|| format!("bench-{:06x}", rand::random::<u32>() & 0xff_ffff)),
+    };
+    let report = fleet_sim::bench::run(&cfg, &admin).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -285,6 +377,10 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     cfg.initial_firmware = a.firmware.clone();
     cfg.fail_rate = a.fail_rate;
     cfg.fail_version = a.fail_version.clone();
+    cfg.config_drift_rate = a.config_drift_rate;
+    cfg.stuck_firmware_rate = a.stuck_firmware_rate;
+    cfg.silent_rate = a.silent_rate;
+    cfg.silent_after = a.silent_after;
     cfg.seed = a.seed;
     cfg.checkin_interval = a.checkin_interval;
     cfg.install_time = a.install_time;
@@ -375,8 +471,10 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Whether a rollout is done with, as far as devices are concerned.
 fn rollout_done(status: &str, targeted: i64) -> bool {
-    matches!(status, "completed" | "aborted" | "rolled_back" | "cancelled")
-        || (status == "paused" && targeted > 0)
+    matches!(
+        status,
+        "completed" | "aborted" | "rolled_back" | "cancelled"
+    ) || (status == "paused" && targeted > 0)
 }
 
 async fn stop_when_rollout_done(admin: Admin, id: String, stopper: fleet_sim::sim::Stopper) {
@@ -444,8 +542,14 @@ mod tests {
     fn rollout_done_only_after_it_started() {
         assert!(rollout_done("completed", 10));
         assert!(rollout_done("rolled_back", 10));
-        assert!(rollout_done("paused", 10), "paused by the failure threshold");
-        assert!(!rollout_done("paused", 0), "created paused, not started yet");
+        assert!(
+            rollout_done("paused", 10),
+            "paused by the failure threshold"
+        );
+        assert!(
+            !rollout_done("paused", 0),
+            "created paused, not started yet"
+        );
         assert!(!rollout_done("running", 10));
         assert!(!rollout_done("pending", 0));
     }

@@ -47,6 +47,18 @@ pub struct SimConfig {
     pub fail_rate: f64,
     /// Only installations of this version fail (at `fail_rate`).
     pub fail_version: Option<String>,
+    /// Share of devices that report a wrong applied-config digest (a
+    /// device whose config was tampered with): they show `config_drift`.
+    pub config_drift_rate: f64,
+    /// Share of devices that report success for an update but keep
+    /// reporting their old firmware version: `firmware_drift` once the
+    /// rollout completed.
+    pub stuck_firmware_rate: f64,
+    /// Share of devices that stop checking in after `silent_after` (they
+    /// turn `stale`). The three shares are disjoint slices of the fleet,
+    /// chosen by the seed.
+    pub silent_rate: f64,
+    pub silent_after: Duration,
     pub seed: u64,
     pub checkin_interval: Duration,
     /// How long an installation takes.
@@ -76,6 +88,10 @@ impl SimConfig {
             initial_firmware: "1.0.0".into(),
             fail_rate: 0.0,
             fail_version: None,
+            config_drift_rate: 0.0,
+            stuck_firmware_rate: 0.0,
+            silent_rate: 0.0,
+            silent_after: Duration::ZERO,
             seed: 1,
             checkin_interval: Duration::from_secs(1),
             install_time: Duration::from_millis(50),
@@ -393,6 +409,35 @@ impl FailureDice {
     }
 }
 
+/// How a device misbehaves, for compliance scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Good,
+    ConfigDrift,
+    StuckFirmware,
+    Silent,
+}
+
+impl Role {
+    /// Device `index`'s role: disjoint slices of the fleet by the shares
+    /// of `cfg`, drawn from the seed (the same devices on every run).
+    pub fn of(cfg: &SimConfig, index: usize) -> Role {
+        let r = StdRng::seed_from_u64(device_seed(cfg.seed, index, 2)).random::<f64>();
+        let a = cfg.config_drift_rate;
+        let b = a + cfg.stuck_firmware_rate;
+        let c = b + cfg.silent_rate;
+        if r < a {
+            Role::ConfigDrift
+        } else if r < b {
+            Role::StuckFirmware
+        } else if r < c {
+            Role::Silent
+        } else {
+            Role::Good
+        }
+    }
+}
+
 /// The name of device `index`'s certificate.
 pub fn common_name(prefix: &str, index: usize) -> String {
     format!("{prefix}-{index:06}")
@@ -564,6 +609,9 @@ async fn checkin_loop(
 
     let mut firmware = cfg.initial_firmware.clone();
     let mut digest: Option<String> = None;
+    let role = Role::of(cfg, index);
+    // A tampered device reports a digest of nothing fleetd ever sent.
+    let wrong_digest = "0".repeat(64);
     let mut handled: HashSet<(String, String, u32)> = HashSet::new();
     // Failures come from their own generator, drawn once per assignment,
     // so who fails does not depend on timing (jitter draws).
@@ -575,6 +623,11 @@ async fn checkin_loop(
     let mut wait = interval.mul_f64(rng.random::<f64>());
     loop {
         if !pause(wait, stop).await {
+            break;
+        }
+        if role == Role::Silent && sh.started.elapsed() >= cfg.silent_after {
+            // Gone quiet: wait for the end of the run without a word.
+            let _ = stop.wait_for(|s| *s).await;
             break;
         }
         wait = interval.mul_f64(0.9 + 0.2 * rng.random::<f64>());
@@ -595,7 +648,11 @@ async fn checkin_loop(
                         firmware_version: Some(firmware.clone()),
                         hardware: Some(hardware.to_owned()),
                         health: Some("ok".into()),
-                        config_digest: digest.clone(),
+                        config_digest: if role == Role::ConfigDrift {
+                            Some(wrong_digest.clone())
+                        } else {
+                            digest.clone()
+                        },
                     }),
                 )
                 .await;
@@ -655,8 +712,14 @@ async fn checkin_loop(
                 sh.ledger.record(index, did, Event::Denied { action });
             }
         }
-        if resp.config_digest.is_some() {
-            digest = resp.config_digest;
+        // "Apply" a new config: the device computes the canonical digest
+        // of what it received itself, and reports it from now on.
+        if let Some(config) = &resp.config {
+            let mine = fleet_domain::compliance::config_digest(config);
+            if resp.config_digest.as_deref() != Some(mine.as_str()) {
+                tracing::warn!(index, "fleetd's config digest differs from the device's");
+            }
+            digest = Some(mine);
         }
         let Some(a) = resp.assignment else { continue };
         let key = (a.rollout_id.clone(), a.firmware_id.clone(), a.attempt);
@@ -701,7 +764,9 @@ async fn checkin_loop(
                 Ok(Answer::Ok(..)) => {
                     match outcome {
                         UpdateOutcome::Succeeded => {
-                            firmware = a.version.clone();
+                            if role != Role::StuckFirmware {
+                                firmware = a.version.clone();
+                            }
                             sh.stats.succeeded.fetch_add(1, Ordering::Relaxed)
                         }
                         UpdateOutcome::Failed => sh.stats.failed.fetch_add(1, Ordering::Relaxed),

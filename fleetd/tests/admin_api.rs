@@ -110,6 +110,8 @@ async fn crud_round_trip() {
             "config",
             "effective_config",
             "device_count",
+            "stale_after",
+            "compliance",
             "created_at",
             "updated_at",
             "version"
@@ -263,7 +265,7 @@ async fn unknown_fields_are_refused_by_name() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         assert_error(&body, "invalid_argument", Some("colour")),
-        r#"unknown field "colour", expected one of "name", "description", "parent_id", "tags", "query", "config""#
+        r#"unknown field "colour", expected one of "name", "description", "parent_id", "tags", "query", "config", "stale_after""#
     );
 
     let g = s.create_group(json!({"name": "a"})).await;

@@ -562,6 +562,79 @@ async fn enrollment_rules_max_devices_hardware_disabled() {
 }
 
 #[tokio::test]
+async fn the_most_specific_enrollment_wins_and_patterns_refuse_other_names() {
+    let fleet = start().await;
+    let factory = Factory::new(&fleet, "factory").await;
+    let any = group(&fleet, json!({"name": "any"})).await;
+    let meters = group(&fleet, json!({"name": "meters"})).await;
+    let prod = group(&fleet, json!({"name": "prod-meters"})).await;
+    // Created catch-all first, so creation order alone would pick it.
+    enrollment(
+        &fleet,
+        json!({"name": "catch-all", "ca_id": factory.id, "group_id": any}),
+    )
+    .await;
+    enrollment(
+        &fleet,
+        json!({"name": "meters", "ca_id": factory.id, "group_id": meters,
+               "allowed_hardware": ["m1"]}),
+    )
+    .await;
+    let e = enrollment(
+        &fleet,
+        json!({"name": "prod", "ca_id": factory.id, "group_id": prod,
+               "allowed_hardware": ["m1"], "common_name_pattern": "meter-prod-*"}),
+    )
+    .await;
+    assert_eq!(e["common_name_pattern"], "meter-prod-*");
+
+    let landed = |body: &Value| body["group_ids"][0].as_str().unwrap().to_owned();
+    let (s, b) = Device::new(&fleet, &factory.issue("meter-prod-1"))
+        .enroll("m1")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(landed(&b), prod, "pattern + hardware beats the rest");
+    let (s, b) = Device::new(&fleet, &factory.issue("meter-lab-1"))
+        .enroll("m1")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(landed(&b), meters, "hardware beats the catch-all");
+    let (s, b) = Device::new(&fleet, &factory.issue("meter-prod-2"))
+        .enroll("m9")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(landed(&b), any, "only the catch-all admits hardware m9");
+
+    // A pattern alone refuses other names, saying why.
+    let other = Factory::new(&fleet, "other").await;
+    enrollment(
+        &fleet,
+        json!({"name": "gw", "ca_id": other.id, "group_id": any,
+               "common_name_pattern": "gw-??"}),
+    )
+    .await;
+    let (s, b) = Device::new(&fleet, &other.issue("gw-123"))
+        .enroll("m1")
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(b["reason"], "common_name_mismatch", "{b}");
+    assert!(b["message"].as_str().unwrap().contains("gw-??"), "{b}");
+    let (s, b) = Device::new(&fleet, &other.issue("gw-12"))
+        .enroll("m1")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // Invalid patterns are refused naming the field.
+    let (s, b) = send(fleet.server.post(
+        "/v1/enrollments",
+        &json!({"name": "bad", "ca_id": other.id, "group_id": any, "common_name_pattern": " "}),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["field"], "common_name_pattern", "{b}");
+}
+
+#[tokio::test]
 async fn calls_before_enrollment_are_refused() {
     let (fleet, factory, _) = enrolled_fleet().await;
     let device = Device::new(&fleet, &factory.issue("early"));
@@ -790,4 +863,205 @@ async fn many_devices_enroll_concurrently() {
     }
     let (_, grp) = send(fleet.server.get(&format!("/v1/device-groups/{g}"))).await;
     assert_eq!(grp["device_count"], 50);
+}
+
+// ------------------------------------------------------------------ compliance
+
+async fn compliance(fleet: &Fleet, group: &str) -> Value {
+    let (s, c) = send(
+        fleet
+            .server
+            .get(&format!("/v1/device-groups/{group}/compliance")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    c
+}
+
+/// Calls `f` every 200 ms until it returns `Some`, for at most `secs`.
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_tracks_config_and_firmware_drift_and_silence_with_rollup() {
+    let (fleet, factory, g) = enrolled_fleet().await;
+    let plant = group(&fleet, json!({"name": "plant"})).await;
+    let (_, cur) = send(fleet.server.get(&format!("/v1/device-groups/{g}"))).await;
+    let (s, bad) = send(fleet.server.put(
+        &format!("/v1/device-groups/{g}"),
+        &json!({"name": "sensors", "stale_after": "soon", "version": cur["version"]}),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(bad["field"], "stale_after", "{bad}");
+    let (s, upd) = send(fleet.server.put(
+        &format!("/v1/device-groups/{g}"),
+        &json!({"name": "sensors", "parent_id": plant, "config": {"interval": 60},
+                "stale_after": "2s", "version": cur["version"]}),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::OK, "{upd}");
+    assert_eq!(upd["stale_after"], "2s");
+    assert_eq!(upd["compliance"]["total"], 0);
+    assert_eq!(upd["compliance"]["in_sync_ratio"], 1.0);
+
+    // The canonical digest a device computes over what it received.
+    let desired =
+        fleetd::domain::compliance::config_digest(json!({"interval": 60}).as_object().unwrap());
+    let checkin = |d: &'static str, fw: &'static str, digest: String| {
+        let device = Device::new(&fleet, &factory.issue(d));
+        async move {
+            assert_eq!(device.enroll("m1").await.0, StatusCode::CREATED);
+            let (s, body) = device
+                .checkin(json!({"firmware_version": fw, "config_digest": digest}))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            (device, body)
+        }
+    };
+    let (a, body) = checkin("a", "1.0.0", desired.clone()).await;
+    assert_eq!(
+        body["config_digest"],
+        desired.as_str(),
+        "fleetd and the device agree"
+    );
+    let (b, _) = checkin("b", "1.0.0", "00".repeat(32)).await;
+    let (_c, body) = checkin("c", "1.0.0", desired.clone()).await;
+    let c_id = body["device_id"].as_str().unwrap().to_owned();
+
+    // The parent rolls its subgroups up.
+    let report = compliance(&fleet, &plant).await;
+    assert_eq!(
+        (
+            &report["in_sync"],
+            &report["config_drift"],
+            &report["total"]
+        ),
+        (&json!(2), &json!(1), &json!(3)),
+        "{report}"
+    );
+    assert_eq!(report["path"], "plant");
+    let sample = report["noncompliant_sample"].as_array().unwrap();
+    assert_eq!(sample.len(), 1, "{report}");
+    assert_eq!(sample[0]["name"], "sensor-b");
+    assert_eq!(sample[0]["state"], "config_drift");
+    assert!(
+        sample[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("differs from the desired"),
+        "{report}"
+    );
+
+    // a and b keep checking in; c falls silent and turns stale.
+    let stale = eventually("c turns stale", 15, || async {
+        a.checkin(json!({"firmware_version": "1.0.0", "config_digest": desired}))
+            .await;
+        b.checkin(json!({"firmware_version": "1.0.0", "config_digest": "00".repeat(32)}))
+            .await;
+        let r = compliance(&fleet, &g).await;
+        (r["stale"] == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        (&stale["in_sync"], &stale["config_drift"], &stale["total"]),
+        (&json!(1), &json!(1), &json!(3)),
+        "{stale}"
+    );
+    let (s, page) = send(fleet.server.get(&format!(
+        "/v1/device-groups/{g}/compliance/devices?state=stale"
+    )))
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["items"][0]["device_id"], c_id.as_str());
+    assert!(page["items"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("not seen since"));
+    let (s, e) = send(fleet.server.get(&format!(
+        "/v1/device-groups/{g}/compliance/devices?state=in_sync"
+    )))
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["field"], "state");
+
+    // A deleted device leaves the counters.
+    let (s, _) = send(fleet.server.delete(&format!("/v1/devices/{c_id}"))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(compliance(&fleet, &plant).await["total"], 2);
+
+    // Firmware: once a rollout of 2.0.0 completed, a device still on 1.0.0
+    // drifts.
+    let (s, fw) = send(fleet.server.post(
+        "/v1/firmware",
+        &json!({"product": "sensor-fw", "version": "2.0.0", "hardware": ["m1"],
+                "url": "https://fw.example/2.0.0.bin", "sha256": "ab".repeat(32),
+                "size_bytes": 1024}),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{fw}");
+    let (s, rollout) = send(fleet.server.post(
+        "/v1/rollouts",
+        &json!({"name": "sensors-2", "firmware_id": fw["id"], "target_group_ids": [g],
+                "phases": [{"percent": 100}]}),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{rollout}");
+    let rollout_id = rollout["id"].as_str().unwrap().to_owned();
+    for device in [&a, &b] {
+        let assignment = eventually("an assignment", 15, || async {
+            let (_, body) = device
+                .checkin(json!({"firmware_version": "1.0.0", "config_digest": desired}))
+                .await;
+            (!body["assignment"].is_null()).then(|| body["assignment"].clone())
+        })
+        .await;
+        assert_eq!(assignment["version"], "2.0.0");
+        let (s, ack) = device
+            .post(
+                "/results",
+                json!({"rollout_id": rollout_id, "outcome": "succeeded"}),
+            )
+            .await
+            .unwrap();
+        assert!(s.is_success(), "{ack}");
+    }
+    eventually("the rollout completes", 15, || async {
+        let (_, r) = send(fleet.server.get(&format!("/v1/rollouts/{rollout_id}"))).await;
+        (r["status"] == "completed").then_some(())
+    })
+    .await;
+    a.checkin(json!({"firmware_version": "2.0.0", "config_digest": desired}))
+        .await;
+    b.checkin(json!({"firmware_version": "1.0.0", "config_digest": desired}))
+        .await;
+    let r = compliance(&fleet, &g).await;
+    assert_eq!(
+        (
+            &r["in_sync"],
+            &r["firmware_drift"],
+            &r["config_drift"],
+            &r["stale"]
+        ),
+        (&json!(1), &json!(1), &json!(0), &json!(0)),
+        "{r}"
+    );
+    assert_eq!(
+        r["noncompliant_sample"][0]["reason"],
+        "runs firmware 1.0.0, its completed rollout installed 2.0.0"
+    );
+    assert_eq!(r["in_sync_ratio"], 0.5);
 }

@@ -344,6 +344,8 @@ async fn checkin_batches_apply_in_order(db: TestDb) {
     let report = |fw: Option<&str>, health: Option<&str>| CheckinReport {
         firmware_version: fw.map(str::to_owned),
         health: health.map(str::to_owned),
+        config_digest: None,
+        compliance: None,
     };
     let found = store
         .record_checkins(vec![

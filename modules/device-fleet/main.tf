@@ -4,7 +4,9 @@
 
 locals {
   hardware_query = join(" or ", [for h in var.hardware : "hardware == \"${h}\""])
-  query          = var.dynamic_query == null ? null : "(${local.hardware_query}) and (${var.dynamic_query})"
+  # Scoped to the environment (enrollments label devices with it), so the
+  # same product line in another environment never overlaps.
+  query = var.dynamic_query == null ? null : "(${local.hardware_query}) and attr.environment == \"${var.environment}\" and (${var.dynamic_query})"
 }
 
 resource "fleet_device_group" "this" {
@@ -13,6 +15,7 @@ resource "fleet_device_group" "this" {
   parent_id   = var.environment_group_id
   query       = local.query
   config      = jsonencode(var.config)
+  stale_after = var.stale_after
   tags        = { product = var.name, environment = var.environment }
 }
 
@@ -40,13 +43,29 @@ resource "fleet_policy_attachment" "device" {
   group_id  = fleet_device_group.this.id
 }
 
+# Hardware-restricted (and pattern-restricted when given), this enrollment
+# takes precedence over catch-all ones of the same CA.
 resource "fleet_enrollment" "this" {
-  name             = "${var.name}-${var.environment}"
-  ca_id            = var.ca_id
-  group_id         = fleet_device_group.this.id
-  name_template    = "${var.name}-{cn}"
-  attributes       = { product = var.name, environment = var.environment }
-  allowed_hardware = var.hardware
-  max_devices      = var.max_devices
-  enabled          = var.enrollment_enabled
+  name                = "${var.name}-${var.environment}"
+  ca_id               = var.ca_id
+  group_id            = fleet_device_group.this.id
+  name_template       = "${var.name}-{cn}"
+  attributes          = { product = var.name, environment = var.environment }
+  allowed_hardware    = var.hardware
+  common_name_pattern = var.common_name_pattern
+  max_devices         = var.max_devices
+  enabled             = var.enrollment_enabled
+}
+
+# Warns in every plan (without failing it) when too few devices run the
+# firmware and config they should. Off unless min_in_sync_ratio is set.
+check "compliance" {
+  data "fleet_group_compliance" "this" {
+    group_id = fleet_device_group.this.id
+  }
+
+  assert {
+    condition     = var.min_in_sync_ratio == null || data.fleet_group_compliance.this.in_sync_ratio >= coalesce(var.min_in_sync_ratio, 0)
+    error_message = "Only ${data.fleet_group_compliance.this.in_sync} of ${data.fleet_group_compliance.this.total} devices in ${data.fleet_group_compliance.this.path} are in sync (config drift ${data.fleet_group_compliance.this.config_drift}, firmware drift ${data.fleet_group_compliance.this.firmware_drift}, stale ${data.fleet_group_compliance.this.stale}); the threshold is ${coalesce(var.min_in_sync_ratio, 0) * 100}%. Examples: ${join("; ", [for d in data.fleet_group_compliance.this.noncompliant : "${d.name}: ${d.reason}"])}."
+  }
 }

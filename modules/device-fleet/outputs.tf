@@ -22,3 +22,8 @@ output "effective_config" {
   description = "Configuration the product line's devices receive (merged over the environment's), decoded."
   value       = jsondecode(fleet_device_group.this.effective_config)
 }
+
+output "compliance" {
+  description = "Devices of the product line by compliance state (in_sync, config_drift, firmware_drift, stale, total, in_sync_ratio), as of the last refresh."
+  value       = fleet_device_group.this.compliance
+}

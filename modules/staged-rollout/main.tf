@@ -24,6 +24,19 @@ data "fleet_firmware_rollout" "gate" {
   id    = var.promote_after_rollout_id
 }
 
+# The target groups' compliance, read only when a minimum is set.
+data "fleet_group_compliance" "target" {
+  count    = var.min_target_in_sync_ratio == null ? 0 : length(var.target_group_ids)
+  group_id = var.target_group_ids[count.index]
+}
+
+locals {
+  out_of_sync = [
+    for c in data.fleet_group_compliance.target : "${c.path} (${c.in_sync} of ${c.total} in sync)"
+    if c.in_sync_ratio < coalesce(var.min_target_in_sync_ratio, 0)
+  ]
+}
+
 resource "fleet_firmware_rollout" "this" {
   name             = var.name
   firmware_id      = local.firmware_id
@@ -69,6 +82,10 @@ resource "fleet_firmware_rollout" "this" {
         data.fleet_firmware_rollout.gate[0].failure_ratio * 100 <= var.failure_threshold.percent
       )
       error_message = "Not promoting: the gating rollout has not completed under the failure threshold yet. Wait until it shows status \"completed\" (check data.fleet_firmware_rollout or fleetd), fix the failures it reported, or remove promote_after_rollout_id to roll out without the gate."
+    }
+    precondition {
+      condition     = length(local.out_of_sync) == 0
+      error_message = "Not rolling out into groups already out of sync: ${join(", ", local.out_of_sync)}; the minimum is ${coalesce(var.min_target_in_sync_ratio, 0) * 100}% in sync. Bring the drifting devices back (see data.fleet_group_compliance: config drift, firmware drift, stale) or lower min_target_in_sync_ratio."
     }
   }
 }

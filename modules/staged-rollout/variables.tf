@@ -120,3 +120,14 @@ variable "promote_after_rollout_id" {
   type        = string
   default     = null
 }
+
+variable "min_target_in_sync_ratio" {
+  description = "When set (0-1), refuse (a precondition, checked at every plan) to roll out while any target group has fewer devices in sync than this: a fleet already drifting is not the place for new firmware. Null: no check."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.min_target_in_sync_ratio == null ? true : (var.min_target_in_sync_ratio >= 0 && var.min_target_in_sync_ratio <= 1)
+    error_message = "min_target_in_sync_ratio must be between 0 and 1 (or null to turn the check off)."
+  }
+}

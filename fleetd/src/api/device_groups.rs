@@ -6,11 +6,15 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use chrono::SecondsFormat;
-use fleet_api::{ApiError, DeviceGroup, DeviceGroupCreate, DeviceGroupUpdate, Page};
+use fleet_api::{
+    ApiError, DeviceGroup, DeviceGroupCreate, DeviceGroupUpdate, GroupCompliance,
+    GroupComplianceReport, NonCompliantDevice, Page,
+};
 
 use super::extract::{IdPath, JsonBody, QueryParams};
 use super::pagination::{self, PageRequest};
 use super::{AppState, HttpError};
+use crate::domain::compliance::State as ComplianceState;
 use crate::domain::group;
 use crate::domain::FieldError;
 use crate::store::{self, Actor, DeviceGroupSpec};
@@ -21,6 +25,103 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/device-groups", get(list).post(create))
         .route("/device-groups/{id}", get(read).put(update).delete(delete))
+        .route("/device-groups/{id}/compliance", get(compliance))
+        .route("/device-groups/{id}/compliance/devices", get(noncompliant))
+}
+
+/// Compliance of a group's devices (subgroups included): counts by state,
+/// read in O(1), and a sample of non-compliant devices.
+#[utoipa::path(
+    get,
+    operation_id = "get_device_group_compliance",
+    path = "/v1/device-groups/{id}/compliance",
+    tag = "device-groups",
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "Counts by state and up to 10 non-compliant devices", body = GroupComplianceReport),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiError),
+        (status = 404, description = "No such group", body = ApiError),
+    )
+)]
+pub async fn compliance(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<GroupComplianceReport>, HttpError> {
+    let group = state.store.get_device_group(&id).await?;
+    let sample = state
+        .store
+        .noncompliant_devices(&id, None, None, 10)
+        .await?;
+    Ok(Json(GroupComplianceReport {
+        group_id: group.id,
+        path: group.path,
+        summary: compliance_to_wire(&group.compliance),
+        noncompliant_sample: sample.into_iter().map(noncompliant_to_wire).collect(),
+    }))
+}
+
+/// The group's devices (subgroups included) that are not in sync, with
+/// the reason, by id.
+#[utoipa::path(
+    get,
+    operation_id = "list_noncompliant_devices",
+    path = "/v1/device-groups/{id}/compliance/devices",
+    tag = "device-groups",
+    params(
+        ("id" = String, Path, description = "Group id"),
+        ("state" = Option<String>, Query, description = "Only `config_drift`, `firmware_drift` or `stale`"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1–1000 (default 100)"),
+        ("page_token" = Option<String>, Query, description = "`next_page_token` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of non-compliant devices", body = Page<NonCompliantDevice>),
+        (status = 400, description = "Invalid `state`, `limit` or `page_token`", body = ApiError),
+        (status = 401, description = "Missing or wrong bearer token", body = ApiError),
+        (status = 404, description = "No such group", body = ApiError),
+    )
+)]
+pub async fn noncompliant(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    query: QueryParams,
+) -> Result<Json<Page<NonCompliantDevice>>, HttpError> {
+    query.only(&["state", "limit", "page_token"])?;
+    let page = PageRequest::from_query(&query)?;
+    let filter = match query.get("state") {
+        None => None,
+        Some(s) => match ComplianceState::parse(s) {
+            Some(st) if st != ComplianceState::InSync => Some(st),
+            _ => {
+                return Err(FieldError::new(
+                    "state",
+                    format!("{s:?} is not one of config_drift, firmware_drift, stale"),
+                )
+                .into())
+            }
+        },
+    };
+    let rows = state
+        .store
+        .noncompliant_devices(&id, filter, page.after.as_deref(), page.limit + 1)
+        .await?;
+    Ok(Json(pagination::paged(
+        rows,
+        page.limit,
+        |d| d.device_id.as_str(),
+        noncompliant_to_wire,
+    )))
+}
+
+fn noncompliant_to_wire(d: store::compliance::NonCompliantDevice) -> NonCompliantDevice {
+    NonCompliantDevice {
+        device_id: d.device_id,
+        name: d.name,
+        state: d.state.as_str().to_owned(),
+        reason: d.reason,
+        last_seen: d
+            .last_seen
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+    }
 }
 
 /// Create a device group.
@@ -49,6 +150,7 @@ pub async fn create(
         tags: body.tags,
         query: body.query,
         config: body.config,
+        stale_after_secs: stale_after(body.stale_after.as_deref())?,
     };
     validate(&spec)?;
     let group = state.store.create_device_group(&actor, spec).await?;
@@ -149,6 +251,7 @@ pub async fn update(
         tags: body.tags,
         query: body.query,
         config: body.config,
+        stale_after_secs: stale_after(body.stale_after.as_deref())?,
     };
     validate(&spec)?;
     let group = state
@@ -192,6 +295,13 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `stale_after`: 1 second to 365 days.
+fn stale_after(value: Option<&str>) -> Result<Option<u64>, FieldError> {
+    value
+        .map(|v| fleet_domain::duration::parse_bounded("stale_after", v, 1, 365 * 86_400))
+        .transpose()
+}
+
 /// Checks that need nothing but the request, with the domain's rules; the
 /// store checks the rest (parent exists, no cycle, depth, name free among
 /// siblings) inside its write transaction.
@@ -226,9 +336,22 @@ fn to_wire(g: store::DeviceGroup) -> DeviceGroup {
         config: g.config,
         effective_config: g.effective_config,
         device_count: g.device_count,
+        stale_after: g.stale_after_secs.map(fleet_domain::duration::format),
+        compliance: compliance_to_wire(&g.compliance),
         created_at: g.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         updated_at: g.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         version: g.version,
+    }
+}
+
+pub(super) fn compliance_to_wire(s: &crate::domain::compliance::Summary) -> GroupCompliance {
+    GroupCompliance {
+        in_sync: s.in_sync,
+        config_drift: s.config_drift,
+        firmware_drift: s.firmware_drift,
+        stale: s.stale,
+        total: s.total(),
+        in_sync_ratio: s.in_sync_ratio(),
     }
 }
 

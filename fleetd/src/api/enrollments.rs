@@ -53,6 +53,7 @@ pub async fn create(
         allowed_hardware: body.allowed_hardware,
         max_devices: body.max_devices,
         enabled: body.enabled,
+        common_name_pattern: body.common_name_pattern,
     })?;
     let e = state.store.create_enrollment(&actor, fields).await?;
     let location = format!("{COLLECTION}/{}", e.id);
@@ -152,6 +153,7 @@ pub async fn update(
         allowed_hardware: body.allowed_hardware,
         max_devices: body.max_devices,
         enabled: body.enabled,
+        common_name_pattern: body.common_name_pattern,
     })?;
     let e = state
         .store
@@ -200,6 +202,7 @@ struct Input {
     allowed_hardware: Vec<String>,
     max_devices: Option<u64>,
     enabled: bool,
+    common_name_pattern: Option<String>,
 }
 
 /// Checks that need only the request, with the domain's enrollment rules;
@@ -226,6 +229,7 @@ fn validate(input: Input) -> Result<EnrollmentFields, FieldError> {
         allowed_hardware: input.allowed_hardware,
         max_devices,
         attributes: input.attributes,
+        common_name_pattern: input.common_name_pattern,
     })?;
     Ok(EnrollmentFields {
         name: input.name,
@@ -236,6 +240,7 @@ fn validate(input: Input) -> Result<EnrollmentFields, FieldError> {
         allowed_hardware: rules.allowed_hardware,
         max_devices: rules.max_devices,
         enabled: rules.enabled,
+        common_name_pattern: rules.common_name_pattern,
     })
 }
 
@@ -250,6 +255,7 @@ fn to_wire(e: EnrollmentRecord) -> Enrollment {
         allowed_hardware: e.allowed_hardware,
         max_devices: e.max_devices,
         enabled: e.enabled,
+        common_name_pattern: e.common_name_pattern,
         enrolled_count: e.enrolled_count,
         created_at: timestamp(e.created_at),
         updated_at: timestamp(e.updated_at),
@@ -271,6 +277,7 @@ mod tests {
             allowed_hardware: vec![],
             max_devices: None,
             enabled: true,
+            common_name_pattern: None,
         }
     }
 

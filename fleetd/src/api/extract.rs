@@ -116,17 +116,24 @@ fn describe(err: serde_path_to_error::Error<serde_json::Error>) -> HttpError {
             // An unknown field's path ends with the field itself; a missing
             // field is reported at the enclosing object and only named in
             // serde's message.
-            if let Some(name) = quoted_after(&detail, "unknown field ") {
-                let field = if path == "." { name.to_owned() } else { path };
-                return HttpError::invalid_field(&field, detail);
-            }
-            if let Some(name) = quoted_after(&detail, "missing field ") {
-                let field = if path == "." {
-                    name.to_owned()
+            // Below the top level, the message starts with the path, so
+            // that it names the field as `field` does ("statements[0]:
+            // missing field \"actions\"").
+            if let Some(name) = quoted_after(&detail, "unknown field ").map(str::to_owned) {
+                // serde_path_to_error's path ends with the unknown field.
+                return if path == "." || path == name {
+                    HttpError::invalid_field(&name, detail)
                 } else {
-                    format!("{path}.{name}")
+                    HttpError::invalid_field(&path, format!("{path}: {detail}"))
                 };
-                return HttpError::invalid_field(&field, detail);
+            }
+            if let Some(name) = quoted_after(&detail, "missing field ").map(str::to_owned) {
+                return if path == "." {
+                    HttpError::invalid_field(&name, detail)
+                } else {
+                    let field = format!("{path}.{name}");
+                    HttpError::invalid_field(&field, format!("{path}: {detail}"))
+                };
             }
             if path == "." {
                 HttpError::invalid_request(format!("request body: {detail}"))
@@ -263,6 +270,31 @@ mod tests {
         assert_eq!(e.message, r#"missing field "name""#);
         let e = err(r#"{"name":"a","tags":[]}"#);
         assert_eq!(e.field.as_deref(), Some("tags"));
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        items: Vec<Body>,
+    }
+
+    #[test]
+    fn nested_missing_and_unknown_fields_name_their_path_in_the_message() {
+        let e = parse_json::<Outer>(br#"{"items":[{"tags":{}}]}"#)
+            .unwrap_err()
+            .0;
+        assert_eq!(e.field.as_deref(), Some("items[0].name"));
+        assert_eq!(e.message, r#"items[0]: missing field "name""#);
+        let e = parse_json::<Outer>(br#"{"items":[{"name":"a","x":1}]}"#)
+            .unwrap_err()
+            .0;
+        assert_eq!(e.field.as_deref(), Some("items[0].x"));
+        assert!(
+            e.message.starts_with(r#"items[0].x: unknown field "x""#),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

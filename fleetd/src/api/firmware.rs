@@ -136,16 +136,19 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Releases cannot be changed: say so instead of a bare 405.
-async fn immutable(method: Method) -> HttpError {
-    HttpError::new(
+/// Releases cannot be changed: say so instead of a bare 405, with the
+/// `Allow` header every 405 carries (RFC 9110).
+async fn immutable(method: Method) -> impl IntoResponse {
+    let allow = [(header::ALLOW, "GET,HEAD,DELETE")];
+    let error = HttpError::new(
         ErrorKind::MethodNotAllowed,
         None,
         format!(
             "firmware releases are immutable and do not support {method}: publish a new version \
              (POST {COLLECTION}) instead"
         ),
-    )
+    );
+    (allow, error)
 }
 
 fn validate(body: FirmwareCreate) -> Result<FirmwareSpec, FieldError> {

@@ -142,16 +142,19 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Attachments cannot be changed: say so instead of a bare 405.
-async fn immutable(method: Method) -> HttpError {
-    HttpError::new(
+/// Attachments cannot be changed: say so instead of a bare 405, with the
+/// `Allow` header every 405 carries (RFC 9110).
+async fn immutable(method: Method) -> impl IntoResponse {
+    let allow = [(header::ALLOW, "GET,HEAD,DELETE")];
+    let error = HttpError::new(
         ErrorKind::MethodNotAllowed,
         None,
         format!(
             "policy attachments are immutable and do not support {method}: delete the \
              attachment and create a new one"
         ),
-    )
+    );
+    (allow, error)
 }
 
 fn validate(body: PolicyAttachmentCreate) -> Result<PolicyAttachmentSpec, FieldError> {

@@ -16,13 +16,12 @@ use fleet_api::device_api::{
     AssignmentResponse, CheckinRequest, CheckinResponse, ConfigResponse, FirmwareAssignment,
 };
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::auth::{Authenticated, Caller};
 use super::authz::{CONFIG_READ, DEVICE_CHECKIN, FIRMWARE_DOWNLOAD};
 use super::error::DeviceError;
 use super::DeviceState;
-use crate::store::device_api::CheckinReport;
+use crate::store::device_api::{CheckinReport, ComplianceInput};
 use crate::store::engine::Assignment;
 
 /// Longest reported firmware version / health word.
@@ -61,6 +60,15 @@ pub async fn checkin(
         tracing::debug!(device_id = %caller.device.id, reported = hw, stored = %caller.device.hardware, "device reports other hardware than registered");
     }
 
+    // What the fleet wants of this device now, for its compliance.
+    let desired_digest = digest(&caller.ctx.config);
+    let view = state.view.get();
+    let mut groups: Vec<String> = caller.ctx.groups.iter().map(|g| g.id.clone()).collect();
+    groups.sort();
+    let stale_after_secs = groups
+        .iter()
+        .filter_map(|id| view.groups.get(id).and_then(|g| g.stale_after_secs))
+        .collect();
     state
         .checkins
         .record(
@@ -68,6 +76,12 @@ pub async fn checkin(
             CheckinReport {
                 firmware_version: body.firmware_version,
                 health: body.health,
+                config_digest: body.config_digest.clone(),
+                compliance: Some(ComplianceInput {
+                    desired_digest: desired_digest.clone(),
+                    groups,
+                    stale_after_secs,
+                }),
             },
             now,
         )
@@ -75,7 +89,7 @@ pub async fn checkin(
 
     let mut denied = Vec::new();
     let (config, config_digest) = if caller.allowed(&state, CONFIG_READ, None) {
-        let digest = digest(&caller.ctx.config);
+        let digest = desired_digest;
         if body.config_digest.as_deref() == Some(digest.as_str()) {
             (None, Some(digest))
         } else {
@@ -160,9 +174,9 @@ fn to_wire(a: Assignment) -> FirmwareAssignment {
 }
 
 /// SHA-256 (hex) of the config's JSON text.
+/// The canonical config digest (see [`crate::domain::compliance`]).
 pub fn digest(config: &Map<String, Value>) -> String {
-    let text = serde_json::to_string(config).unwrap_or_default();
-    hex::encode(Sha256::digest(text.as_bytes()))
+    crate::domain::compliance::config_digest(config)
 }
 
 fn check_reported(field: &str, value: Option<&str>) -> Result<(), DeviceError> {

@@ -15,6 +15,7 @@
 //! | `GET /v1/device/config` | `config:read` | effective config |
 //! | `GET /v1/device/assignment` | `firmware:download` | current firmware assignment |
 //! | `POST /v1/device/results` | `firmware:report` | outcome of an assignment ([`results`]) |
+//! | `GET /v1/device/ping` | — | no-op: the TLS handshake's certificate check only, no store access, no policy (the device API's ceiling in `make bench`) |
 //!
 //! Every request re-checks the certificate in the store (revocation takes
 //! effect on the next request, [`auth`]) and every action goes through the
@@ -107,7 +108,8 @@ pub fn router(state: DeviceState) -> Router {
                 .route("/checkin", post(checkin::checkin))
                 .route("/config", get(checkin::config))
                 .route("/assignment", get(checkin::assignment))
-                .route("/results", post(results::report)),
+                .route("/results", post(results::report))
+                .route("/ping", get(ping)),
         )
         .fallback(|| async {
             DeviceError::new(DeviceErrorKind::NotFound, "no such device API route")
@@ -121,6 +123,25 @@ pub fn router(state: DeviceState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(metrics, track))
         .with_state(state)
+}
+
+/// `GET /v1/device/ping`: `{"pong": true}` for any caller whose
+/// certificate passed the handshake and has not expired since. Touches
+/// neither the store nor the policy evaluator: it measures the listener,
+/// TLS and HTTP stack alone.
+async fn ping(
+    identity: Option<axum::Extension<Arc<trust::ClientIdentity>>>,
+) -> Result<axum::Json<serde_json::Value>, DeviceError> {
+    let Some(axum::Extension(identity)) = identity else {
+        return Err(DeviceError::internal());
+    };
+    if chrono::Utc::now() > identity.not_after {
+        return Err(DeviceError::certificate_refused(
+            "expired",
+            "the client certificate expired",
+        ));
+    }
+    Ok(axum::Json(serde_json::json!({ "pong": true })))
 }
 
 /// Counts every response by method, route template and status.

@@ -26,6 +26,7 @@ pub struct GroupInfo {
     pub ancestry: Vec<String>,
     pub query: Option<Query>,
     pub config: Map<String, Value>,
+    pub stale_after_secs: Option<u64>,
 }
 
 impl GroupInfo {
@@ -91,6 +92,7 @@ impl CompiledView {
                     ancestry,
                     query,
                     config: g.config.clone(),
+                    stale_after_secs: g.stale_after_secs,
                 },
             );
         }
@@ -250,6 +252,7 @@ mod tests {
             parent_id: parent.map(Into::into),
             query: query.map(Into::into),
             config: config.as_object().unwrap().clone(),
+            stale_after_secs: None,
         }
     }
 

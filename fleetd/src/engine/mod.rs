@@ -73,6 +73,8 @@ pub struct TickReport {
     pub stale: usize,
     /// Rollouts that failed (logged); the others went on.
     pub errors: usize,
+    /// Devices that turned stale (silent past their groups' `stale_after`).
+    pub turned_stale: u64,
 }
 
 /// The engine's memory between ticks: only what to avoid logging twice.
@@ -101,6 +103,23 @@ impl Engine {
             rollouts: ids.len(),
             ..TickReport::default()
         };
+        // Compliance: devices silent past their deadline turn stale, a
+        // bounded batch per transaction so check-ins are never held up long.
+        loop {
+            match store.sweep_stale(now, STALE_SWEEP_BATCH).await {
+                Ok(n) => {
+                    report.turned_stale += n;
+                    if n < u64::from(STALE_SWEEP_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::error!("compliance: marking silent devices stale: {e:#}");
+                    break;
+                }
+            }
+        }
         for id in ids {
             if let Err(e) = self.run_rollout(store, &id, now, &mut report).await {
                 match e {
@@ -189,6 +208,9 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Devices marked stale per transaction of the sweep.
+const STALE_SWEEP_BATCH: u32 = 5_000;
+
 /// One tick at `now` with default options: for tests with an injected
 /// clock (call it again with a later `now` to let time pass).
 pub async fn tick_once(store: &dyn Store, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
@@ -229,14 +251,17 @@ pub fn spawn(
             }
             let started = std::time::Instant::now();
             match engine.tick(store.as_ref(), Utc::now()).await {
-                Ok(report) if report.steps > 0 || report.errors > 0 => tracing::debug!(
-                    rollouts = report.rollouts,
-                    steps = report.steps,
-                    devices = report.devices,
-                    errors = report.errors,
-                    elapsed = ?started.elapsed(),
-                    "rollout engine tick"
-                ),
+                Ok(report) if report.steps > 0 || report.errors > 0 || report.turned_stale > 0 => {
+                    tracing::debug!(
+                        rollouts = report.rollouts,
+                        steps = report.steps,
+                        devices = report.devices,
+                        errors = report.errors,
+                        turned_stale = report.turned_stale,
+                        elapsed = ?started.elapsed(),
+                        "rollout engine tick"
+                    )
+                }
                 Ok(_) => {}
                 Err(e) => tracing::error!("rollout engine: listing rollouts: {e:#}"),
             }

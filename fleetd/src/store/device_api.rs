@@ -70,6 +70,8 @@ pub struct GroupNode {
     pub query: Option<String>,
     /// The group's own desired config.
     pub config: serde_json::Map<String, serde_json::Value>,
+    /// Devices silent for longer turn stale.
+    pub stale_after_secs: Option<u64>,
 }
 
 /// The fleet-wide tables behind every device request: all groups, all
@@ -140,6 +142,23 @@ pub enum EnrollmentOutcome {
 pub struct CheckinReport {
     pub firmware_version: Option<String>,
     pub health: Option<String>,
+    /// Digest of the config the device applied (canonical form, see
+    /// [`crate::domain::compliance`]).
+    pub config_digest: Option<String>,
+    /// What the fleet wants of the device now; with it the store updates
+    /// the device's compliance and the group counters.
+    pub compliance: Option<ComplianceInput>,
+}
+
+/// The desired side of a device's compliance, as the check-in sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComplianceInput {
+    /// Digest of the device's effective config.
+    pub desired_digest: String,
+    /// The device's groups (direct and their ancestors), sorted.
+    pub groups: Vec<String>,
+    /// `stale_after` of those groups that set one.
+    pub stale_after_secs: Vec<u64>,
 }
 
 /// The CA of the device listener's TLS server certificates, key sealed

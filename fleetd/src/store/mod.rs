@@ -14,6 +14,7 @@
 //! Checks that look at the request alone (name syntax, lengths) happen
 //! before the store is called, in `api`, with the same domain rules.
 
+pub mod compliance;
 pub mod device_api;
 pub mod engine;
 mod error;
@@ -114,12 +115,19 @@ pub trait GroupStore: Send + Sync + 'static {
 /// so each area's methods live beside its rows. Callers hold
 /// `Arc<dyn Store>` and bring the sub-traits into scope with
 /// `use crate::store::prelude::*`.
-pub trait Store: GroupStore + FleetStore + PkiStore + EngineStore + DeviceApiStore {}
+pub trait Store:
+    GroupStore + FleetStore + PkiStore + EngineStore + DeviceApiStore + ComplianceStore
+{
+}
 
-impl<T: GroupStore + FleetStore + PkiStore + EngineStore + DeviceApiStore> Store for T {}
+impl<T: GroupStore + FleetStore + PkiStore + EngineStore + DeviceApiStore + ComplianceStore> Store
+    for T
+{
+}
 
 /// The store traits, for `use crate::store::prelude::*`.
 pub mod prelude {
+    pub use super::compliance::ComplianceStore;
     pub use super::device_api::DeviceApiStore;
     pub use super::engine::EngineStore;
     pub use super::fleet::FleetStore;
@@ -127,6 +135,7 @@ pub mod prelude {
     pub use super::{GroupStore, Store};
 }
 
+pub use compliance::ComplianceStore;
 pub use device_api::DeviceApiStore;
 pub use engine::EngineStore;
 pub use fleet::FleetStore;

@@ -109,6 +109,11 @@ pub struct DeviceGroup {
     pub effective_config: serde_json::Map<String, serde_json::Value>,
     /// Computed on read: static members plus query matches, each once.
     pub device_count: i64,
+    /// Devices silent for longer turn stale; `None`: never.
+    pub stale_after_secs: Option<u64>,
+    /// Computed on read (O(1)): compliance of the group's devices,
+    /// subgroups included.
+    pub compliance: crate::domain::compliance::Summary,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -125,6 +130,7 @@ pub struct DeviceGroupSpec {
     /// Validated by the API before it reaches the store.
     pub query: Option<String>,
     pub config: serde_json::Map<String, serde_json::Value>,
+    pub stale_after_secs: Option<u64>,
 }
 
 /// What a write did, as recorded in the audit log.

@@ -140,6 +140,7 @@ pub struct EnrollmentRecord {
     pub allowed_hardware: Vec<String>,
     pub max_devices: Option<u64>,
     pub enabled: bool,
+    pub common_name_pattern: Option<String>,
     pub enrolled_count: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -158,4 +159,5 @@ pub struct EnrollmentFields {
     pub allowed_hardware: Vec<String>,
     pub max_devices: Option<u64>,
     pub enabled: bool,
+    pub common_name_pattern: Option<String>,
 }

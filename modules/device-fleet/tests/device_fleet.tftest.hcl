@@ -45,10 +45,15 @@ run "dynamic_product_line" {
     ca_id                = run.setup.ca_id
     hardware             = ["meter-v2", "meter-v3"]
     dynamic_query        = "attr.region == \"eu-west\""
+    common_name_pattern  = "meter-eu-*"
   }
   assert {
-    condition     = fleet_device_group.this.query == "(hardware == \"meter-v2\" or hardware == \"meter-v3\") and (attr.region == \"eu-west\")"
-    error_message = "The dynamic query must combine hardware models and the extra condition."
+    condition     = fleet_enrollment.this.common_name_pattern == "meter-eu-*"
+    error_message = "The enrollment must admit only certificates named by the pattern."
+  }
+  assert {
+    condition     = fleet_device_group.this.query == "(hardware == \"meter-v2\" or hardware == \"meter-v3\") and attr.environment == \"prod\" and (attr.region == \"eu-west\")"
+    error_message = "The dynamic query must combine hardware models, the environment and the extra condition."
   }
 }
 
@@ -74,4 +79,17 @@ run "rejects_bad_name" {
     hardware             = ["m"]
   }
   expect_failures = [var.name]
+}
+
+run "rejects_blank_common_name_pattern" {
+  command = plan
+  variables {
+    name                 = "x"
+    environment          = "prod"
+    environment_group_id = run.setup.environment_group_id
+    ca_id                = run.setup.ca_id
+    hardware             = ["m"]
+    common_name_pattern  = " "
+  }
+  expect_failures = [var.common_name_pattern]
 }

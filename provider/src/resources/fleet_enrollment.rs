@@ -30,6 +30,7 @@ pub struct Model {
     allowed_hardware: Option<Vec<String>>,
     max_devices: Option<u64>,
     enabled: Option<bool>,
+    common_name_pattern: Option<String>,
     enrolled_count: Option<u64>,
     version: Option<i64>,
 }
@@ -96,6 +97,11 @@ impl Resource<Client> for Enrollment {
                         .description("`false` stops all enrollments without deleting the rules."),
                 )
                 .attr(
+                    Attribute::string("common_name_pattern")
+                        .optional()
+                        .description("Only certificates whose subject common name matches this glob enroll (`*` any run of characters, `?` one), e.g. `meter-prod-*`; omit to admit any. When several enrollments of a CA admit a device, the most specific wins: a pattern and a hardware list, then a pattern, then a hardware list, then none; among equals the oldest."),
+                )
+                .attr(
                     Attribute::number("enrolled_count")
                         .computed()
                         .description("Devices enrolled through this enrollment so far."),
@@ -130,6 +136,10 @@ impl Resource<Client> for Enrollment {
             allowed_hardware,
             max_devices: None,
             attributes,
+            common_name_pattern: config
+                .attr("common_name_pattern")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
         };
         if let Err(e) = enrollment::validate(&spec) {
             diags.push(
@@ -165,6 +175,7 @@ impl Resource<Client> for Enrollment {
             allowed_hardware: plan.allowed_hardware.clone().unwrap_or_default(),
             max_devices: plan.max_devices,
             enabled: plan.enabled.unwrap_or(true),
+            common_name_pattern: plan.common_name_pattern.clone(),
         };
         let e: ApiEnrollment = client
             .post("/v1/enrollments", &body)
@@ -199,6 +210,7 @@ impl Resource<Client> for Enrollment {
             allowed_hardware: plan.allowed_hardware.clone().unwrap_or_default(),
             max_devices: plan.max_devices,
             enabled: plan.enabled.unwrap_or(true),
+            common_name_pattern: plan.common_name_pattern.clone(),
             version: prior.version.unwrap_or_default(),
         };
         let e: ApiEnrollment = client
@@ -243,6 +255,7 @@ fn from_api(e: ApiEnrollment) -> Model {
         allowed_hardware: Some(e.allowed_hardware),
         max_devices: e.max_devices,
         enabled: Some(e.enabled),
+        common_name_pattern: e.common_name_pattern,
         enrolled_count: Some(e.enrolled_count),
         version: Some(e.version),
     }

@@ -654,17 +654,6 @@ impl Connection {
         self.prepare_cached(sql)?.execute(params)
     }
 
-    /// Runs one statement (PostgreSQL syntax, `$N` placeholders) with
-    /// natively typed parameters, e.g. arrays, and returns its rows.
-    pub fn query_typed(
-        &self,
-        sql: &str,
-        params: &[&(dyn PgToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>> {
-        let stmt = self.prepare_raw(sql)?;
-        Ok(self.block(self.client().query(&stmt, params))?)
-    }
-
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         Ok(self.block(self.client().batch_execute(sql))?)
     }

@@ -92,38 +92,19 @@ impl DeviceApiStore for PgStore {
         }
     }
 
-    /// One statement for the whole batch (the device API's check-in writer
-    /// hands over every check-in queued meanwhile): the reports are merged
-    /// per device in arrival order first, which is what applying them one
-    /// after another would leave, then written with a single `UPDATE …
-    /// FROM unnest(…)` — one round trip per batch instead of one per
-    /// device.
     async fn record_checkins(
         &self,
         batch: Vec<(String, CheckinReport, DateTime<Utc>)>,
     ) -> Result<Vec<bool>, StoreError> {
         self.call(move |conn| {
             write(conn, |tx, _| {
-                let merged = merge_checkins(&batch);
-                let ids: Vec<&str> = merged.keys().map(String::as_str).collect();
-                let firmware: Vec<Option<&str>> =
-                    merged.values().map(|m| m.firmware_version).collect();
-                let health: Vec<Option<&str>> = merged.values().map(|m| m.health).collect();
-                let seen: Vec<String> = merged.values().map(|m| time::to_text(m.at)).collect();
-                let updated = tx.query_typed(
-                    "UPDATE devices d
-                        SET firmware_version = COALESCE(v.firmware_version, d.firmware_version),
-                            health = COALESCE(v.health, d.health),
-                            last_seen = v.last_seen
-                       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-                            AS v (id, firmware_version, health, last_seen)
-                      WHERE d.id = v.id
-                  RETURNING d.id",
-                    &[&ids, &firmware, &health, &seen],
-                )?;
-                let found: std::collections::HashSet<String> =
-                    updated.iter().map(|r| r.get::<_, String>(0)).collect();
-                Ok(batch.iter().map(|(id, _, _)| found.contains(id)).collect())
+                let mut found = Vec::with_capacity(batch.len());
+                for (device_id, report, at) in &batch {
+                    found.push(super::compliance::record_checkin(
+                        tx, device_id, report, *at,
+                    )?);
+                }
+                Ok(found)
             })
         })
         .await
@@ -310,7 +291,10 @@ fn view_stamp(conn: &Connection) -> Result<String, StoreError> {
 
 fn fleet_view(conn: &Connection, stamp: String) -> Result<FleetView, StoreError> {
     let groups = conn
-        .prepare_cached("SELECT id, name, parent_id, query, config FROM device_groups ORDER BY id")?
+        .prepare_cached(
+            "SELECT id, name, parent_id, query, config, stale_after_secs
+               FROM device_groups ORDER BY id",
+        )?
         .query_map([], |r| {
             Ok(GroupNode {
                 id: r.get(0)?,
@@ -318,6 +302,7 @@ fn fleet_view(conn: &Connection, stamp: String) -> Result<FleetView, StoreError>
                 parent_id: r.get(2)?,
                 query: r.get(3)?,
                 config: json_col(r, 4)?,
+                stale_after_secs: r.get::<_, Option<i64>>(5)?.map(|s| s.max(1) as u64),
             })
         })?
         .collect::<db::Result<Vec<_>>>()?;
@@ -356,6 +341,7 @@ fn refusal(reason: &'static str, message: impl Into<String>) -> EnrollmentOutcom
 fn reject_word(r: &RejectReason) -> &'static str {
     match r {
         RejectReason::Disabled => "disabled",
+        RejectReason::CommonNameMismatch { .. } => "common_name_mismatch",
         RejectReason::HardwareNotAllowed { .. } => "hardware_not_allowed",
         RejectReason::LimitReached { .. } => "limit_reached",
         RejectReason::MissingAttribute { .. } => "missing_attribute",
@@ -398,7 +384,7 @@ fn enroll(
     let candidates = tx
         .prepare_cached(
             "SELECT id, group_id, name_template, attributes, allowed_hardware, max_devices,
-                    enabled, enrolled_count
+                    enabled, enrolled_count, common_name_pattern
                FROM enrollments WHERE ca_id = ?1 ORDER BY id",
         )?
         .query_map([&claim.ca_id], |r| {
@@ -413,6 +399,7 @@ fn enroll(
                     allowed_hardware: json_col(r, 4)?,
                     max_devices: max,
                     enabled: r.get(6)?,
+                    common_name_pattern: r.get(8)?,
                 },
                 enrolled_count: count.max(0) as u64,
             })
@@ -443,14 +430,19 @@ fn enroll(
     // "disabled" only if every enrollment is.
     let mut first: Option<(&'static str, String)> = None;
     let mut disabled: Option<String> = None;
+    // The most specific enrollment first; among equals the oldest (the
+    // sort is stable over the id order).
+    let mut ordered = Vec::with_capacity(candidates.len());
     for c in &candidates {
-        let rules = match enrollment::validate(&c.fields) {
-            Ok(rules) => rules,
+        match enrollment::validate(&c.fields) {
+            Ok(rules) => ordered.push((c, rules)),
             Err(e) => {
                 tracing::warn!(enrollment_id = %c.id, error = %e, "skipping an enrollment with invalid stored rules");
-                continue;
             }
-        };
+        }
+    }
+    ordered.sort_by_key(|(_, rules)| std::cmp::Reverse(rules.specificity()));
+    for (c, rules) in ordered {
         let (name, attributes) = match rules.decide(&request, c.enrolled_count) {
             EnrollmentDecision::Accept { name, attributes } => (name, attributes),
             EnrollmentDecision::Reject(RejectReason::Disabled) => {
@@ -582,34 +574,4 @@ fn admit(
         enrollment_id: Some(c.id.clone()),
         created: true,
     })
-}
-
-/// A device's check-ins of one batch, folded in arrival order.
-struct MergedCheckin<'a> {
-    firmware_version: Option<&'a str>,
-    health: Option<&'a str>,
-    at: DateTime<Utc>,
-}
-
-/// Per device (in id order): the last reported firmware and health (a
-/// report without one keeps the previous), and the last check-in time.
-fn merge_checkins(
-    batch: &[(String, CheckinReport, DateTime<Utc>)],
-) -> std::collections::BTreeMap<String, MergedCheckin<'_>> {
-    let mut merged = std::collections::BTreeMap::new();
-    for (id, report, at) in batch {
-        let entry = merged.entry(id.clone()).or_insert(MergedCheckin {
-            firmware_version: None,
-            health: None,
-            at: *at,
-        });
-        if let Some(f) = report.firmware_version.as_deref() {
-            entry.firmware_version = Some(f);
-        }
-        if let Some(h) = report.health.as_deref() {
-            entry.health = Some(h);
-        }
-        entry.at = *at;
-    }
-    merged
 }

@@ -145,6 +145,7 @@ pub(super) fn delete(
 ) -> Result<(), StoreError> {
     let current = get(conn, id)?;
     check_version(KIND, id, current.version, expected_version)?;
+    super::compliance::forget(conn, id)?;
     conn.prepare_cached("DELETE FROM devices WHERE id = ?1")?
         .execute([id])
         .map_err(|e| still_referenced(e, KIND, &current.name, id))?;

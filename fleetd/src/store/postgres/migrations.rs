@@ -20,11 +20,18 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("migrations/0001_schema.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("migrations/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "enrollment_cn_pattern_and_compliance",
+        sql: include_str!("migrations/0002_enrollment_cn_pattern_and_compliance.sql"),
+    },
+];
 
 /// The schema version this build writes.
 pub(super) fn latest_version() -> i64 {

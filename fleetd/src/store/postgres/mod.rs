@@ -23,6 +23,7 @@
 //! `leases`).
 
 mod audit;
+mod compliance;
 pub(crate) mod db;
 mod device_api;
 mod device_groups;

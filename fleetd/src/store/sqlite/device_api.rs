@@ -98,22 +98,11 @@ impl DeviceApiStore for SqliteStore {
     ) -> Result<Vec<bool>, StoreError> {
         self.call(move |conn| {
             write(conn, |tx, _| {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE devices
-                        SET firmware_version = COALESCE(?2, firmware_version),
-                            health = COALESCE(?3, health),
-                            last_seen = ?4
-                      WHERE id = ?1",
-                )?;
                 let mut found = Vec::with_capacity(batch.len());
                 for (device_id, report, at) in &batch {
-                    let n = stmt.execute(params![
-                        device_id,
-                        report.firmware_version,
-                        report.health,
-                        time::to_text(*at)
-                    ])?;
-                    found.push(n > 0);
+                    found.push(super::compliance::record_checkin(
+                        tx, device_id, report, *at,
+                    )?);
                 }
                 Ok(found)
             })
@@ -302,7 +291,10 @@ fn view_stamp(conn: &Connection) -> Result<String, StoreError> {
 
 fn fleet_view(conn: &Connection, stamp: String) -> Result<FleetView, StoreError> {
     let groups = conn
-        .prepare_cached("SELECT id, name, parent_id, query, config FROM device_groups ORDER BY id")?
+        .prepare_cached(
+            "SELECT id, name, parent_id, query, config, stale_after_secs
+               FROM device_groups ORDER BY id",
+        )?
         .query_map([], |r| {
             Ok(GroupNode {
                 id: r.get(0)?,
@@ -310,6 +302,7 @@ fn fleet_view(conn: &Connection, stamp: String) -> Result<FleetView, StoreError>
                 parent_id: r.get(2)?,
                 query: r.get(3)?,
                 config: json_col(r, 4)?,
+                stale_after_secs: r.get::<_, Option<i64>>(5)?.map(|s| s.max(1) as u64),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -348,6 +341,7 @@ fn refusal(reason: &'static str, message: impl Into<String>) -> EnrollmentOutcom
 fn reject_word(r: &RejectReason) -> &'static str {
     match r {
         RejectReason::Disabled => "disabled",
+        RejectReason::CommonNameMismatch { .. } => "common_name_mismatch",
         RejectReason::HardwareNotAllowed { .. } => "hardware_not_allowed",
         RejectReason::LimitReached { .. } => "limit_reached",
         RejectReason::MissingAttribute { .. } => "missing_attribute",
@@ -390,7 +384,7 @@ fn enroll(
     let candidates = tx
         .prepare_cached(
             "SELECT id, group_id, name_template, attributes, allowed_hardware, max_devices,
-                    enabled, enrolled_count
+                    enabled, enrolled_count, common_name_pattern
                FROM enrollments WHERE ca_id = ?1 ORDER BY id",
         )?
         .query_map([&claim.ca_id], |r| {
@@ -405,6 +399,7 @@ fn enroll(
                     allowed_hardware: json_col(r, 4)?,
                     max_devices: max,
                     enabled: r.get(6)?,
+                    common_name_pattern: r.get(8)?,
                 },
                 enrolled_count: count.max(0) as u64,
             })
@@ -435,14 +430,19 @@ fn enroll(
     // "disabled" only if every enrollment is.
     let mut first: Option<(&'static str, String)> = None;
     let mut disabled: Option<String> = None;
+    // The most specific enrollment first; among equals the oldest (the
+    // sort is stable over the id order).
+    let mut ordered = Vec::with_capacity(candidates.len());
     for c in &candidates {
-        let rules = match enrollment::validate(&c.fields) {
-            Ok(rules) => rules,
+        match enrollment::validate(&c.fields) {
+            Ok(rules) => ordered.push((c, rules)),
             Err(e) => {
                 tracing::warn!(enrollment_id = %c.id, error = %e, "skipping an enrollment with invalid stored rules");
-                continue;
             }
-        };
+        }
+    }
+    ordered.sort_by_key(|(_, rules)| std::cmp::Reverse(rules.specificity()));
+    for (c, rules) in ordered {
         let (name, attributes) = match rules.decide(&request, c.enrolled_count) {
             EnrollmentDecision::Accept { name, attributes } => (name, attributes),
             EnrollmentDecision::Reject(RejectReason::Disabled) => {

@@ -24,7 +24,7 @@ type Config = Map<String, Value>;
 
 const SELECT: &str =
     "SELECT id, name, description, parent_id, tags, created_at, updated_at, version, query,
-            config
+            config, stale_after_secs
        FROM device_groups";
 
 /// Guard against walking forever should the table ever contain a cycle
@@ -76,8 +76,8 @@ pub(super) fn create(
     conn.prepare_cached(
         "INSERT INTO device_groups
              (id, name, description, parent_id, tags, created_at, updated_at, version, query,
-              config)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7, ?8)",
+              config, stale_after_secs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7, ?8, ?9)",
     )?
     .execute(params![
         id,
@@ -87,7 +87,8 @@ pub(super) fn create(
         tags_json(&spec.tags)?,
         now,
         spec.query,
-        config_json(&spec.config)?
+        config_json(&spec.config)?,
+        stale_after(spec)?
     ])
     .map_err(|e| name_conflict_or(e, conn, spec))?;
     audit::record(
@@ -125,7 +126,8 @@ pub(super) fn update(
     conn.prepare_cached(
         "UPDATE device_groups
             SET name = ?1, description = ?2, parent_id = ?3, tags = ?4,
-                updated_at = ?5, version = ?6, query = ?9, config = ?10
+                updated_at = ?5, version = ?6, query = ?9, config = ?10,
+                stale_after_secs = ?11
           WHERE id = ?7 AND version = ?8",
     )?
     .execute(params![
@@ -138,7 +140,8 @@ pub(super) fn update(
         id,
         current.version,
         spec.query,
-        config_json(&spec.config)?
+        config_json(&spec.config)?,
+        stale_after(spec)?
     ])
     .map_err(|e| name_conflict_or(e, conn, spec))?;
     audit::record(
@@ -400,6 +403,7 @@ fn chain(conn: &Connection, id: &str) -> Result<Vec<(String, Config)>, StoreErro
 /// config from the chain of ancestors, and the device count.
 fn complete(conn: &Connection, mut g: DeviceGroup) -> Result<DeviceGroup, StoreError> {
     g.device_count = membership::device_count(conn, &g.id, g.query.as_deref())?;
+    g.compliance = super::compliance::summary(conn, &g.id)?;
     with_hierarchy(conn, g)
 }
 
@@ -563,7 +567,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
         config: json_col(r, 9)?,
         effective_config: Map::new(),
         device_count: 0,
+        stale_after_secs: r.get::<_, Option<i64>>(10)?.map(|s| s.max(1) as u64),
+        compliance: Default::default(),
     })
+}
+
+fn stale_after(spec: &DeviceGroupSpec) -> Result<Option<i64>, StoreError> {
+    spec.stale_after_secs
+        .map(|s| i64::try_from(s).map_err(StoreError::backend))
+        .transpose()
 }
 
 fn config_json(config: &Map<String, Value>) -> Result<String, StoreError> {

@@ -41,6 +41,16 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "device_api",
         sql: include_str!("migrations/0005_device_api.sql"),
     },
+    Migration {
+        version: 6,
+        name: "enrollment_cn_pattern",
+        sql: include_str!("migrations/0006_enrollment_cn_pattern.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "compliance",
+        sql: include_str!("migrations/0007_compliance.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -8,6 +8,7 @@
 //! read-only connections without changing the [`Store`] trait.
 
 mod audit;
+mod compliance;
 mod device_api;
 mod device_groups;
 mod devices;

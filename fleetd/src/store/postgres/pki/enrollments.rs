@@ -16,7 +16,8 @@ use crate::store::{
 const KIND: ObjectKind = ObjectKind::Enrollment;
 
 const SELECT: &str = "SELECT id, name, ca_id, group_id, name_template, attributes,
-        allowed_hardware, max_devices, enabled, enrolled_count, created_at, updated_at, version
+        allowed_hardware, max_devices, enabled, enrolled_count, created_at, updated_at, version,
+        common_name_pattern
    FROM enrollments";
 
 pub(super) fn get(conn: &Connection, id: &str) -> Result<EnrollmentRecord, StoreError> {
@@ -50,8 +51,9 @@ pub(super) fn create(
     conn.prepare_cached(
         "INSERT INTO enrollments
              (id, name, ca_id, group_id, name_template, attributes, allowed_hardware,
-              max_devices, enabled, enrolled_count, created_at, updated_at, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10, 1)",
+              max_devices, enabled, enrolled_count, created_at, updated_at, version,
+              common_name_pattern)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10, 1, ?11)",
     )?
     .execute(params![
         id,
@@ -64,6 +66,7 @@ pub(super) fn create(
         max_devices(fields)?,
         fields.enabled,
         now,
+        fields.common_name_pattern,
     ])
     .map_err(|e| name_conflict_or(e, &fields.name))?;
     audit::record(
@@ -98,7 +101,7 @@ pub(super) fn update(
         "UPDATE enrollments
             SET name = ?1, ca_id = ?2, group_id = ?3, name_template = ?4, attributes = ?5,
                 allowed_hardware = ?6, max_devices = ?7, enabled = ?8, updated_at = ?9,
-                version = ?10
+                version = ?10, common_name_pattern = ?13
           WHERE id = ?11 AND version = ?12",
     )?
     .execute(params![
@@ -113,7 +116,8 @@ pub(super) fn update(
         now,
         next,
         id,
-        current.version
+        current.version,
+        fields.common_name_pattern,
     ])
     .map_err(|e| name_conflict_or(e, &fields.name))?;
     audit::record(
@@ -224,6 +228,7 @@ fn from_row(r: &Row<'_>) -> db::Result<EnrollmentRecord> {
         allowed_hardware: from_json(6, &r.get::<_, String>(6)?)?,
         max_devices: max.map(|n| n.max(0) as u64),
         enabled: r.get(8)?,
+        common_name_pattern: r.get(13)?,
         enrolled_count: count.max(0) as u64,
         created_at: time::parse(&r.get::<_, String>(10)?)?,
         updated_at: time::parse(&r.get::<_, String>(11)?)?,

@@ -1,0 +1,4 @@
+import {
+  to = fleet_device_group.meters
+  id = "01939f5e-8a3c-7c4e-9d1a-2f4b6c8d0e1f"
+}

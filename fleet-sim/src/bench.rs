@@ -1,0 +1,500 @@
+//! `fleet-sim bench`: the device API's throughput, each figure next to the
+//! ceiling of the same fleetd and TLS stack, `GET /v1/device/ping` (a
+//! no-op route: certificate checked at the handshake, no store, no
+//! policy).
+//!
+//! One run, N devices, in this order:
+//! 1. *setup* (admin API): a group with a config and a baseline policy, a
+//!    freshly generated factory CA imported, an enrollment into the group;
+//!    N certificates issued locally (not timed);
+//! 2. *enroll*: every device opens a new TLS connection (full handshake,
+//!    new certificate) and enrolls, `--connect-concurrency` at once;
+//!    around it, *fresh ping*: half the devices before and half after,
+//!    each on a new client (no TLS session to resume) does one ping: the
+//!    handshake's ceiling, to set against enrollment (same handshake +
+//!    the enrollment's work);
+//! 3. *keep-alive ping* and *keep-alive check-in*: all N devices in a
+//!    closed loop (next call as soon as the answer arrives) on their
+//!    kept-alive connections for `--phase-secs` each, in 3 alternating
+//!    rounds; a check-in is the
+//!    real `POST /v1/device/checkin` (policy, config, assignment lookup,
+//!    the report persisted before the answer);
+//! 4. *rollout*: a firmware release and a rollout at 100% in one phase
+//!    (soak 0s) over the group; every device checks in in a closed loop
+//!    until it is handed the assignment. Timed from the rollout's creation
+//!    to the last device holding its assignment.
+//!
+//! The simulator runs on the same machine as fleetd, so its own TLS and
+//! JSON work shares the CPU: both the figure and its ceiling carry it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fleet_api::device_api::{CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse};
+use hyper::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::admin::Admin;
+use crate::client::{Answer, DeviceClient, Endpoint};
+use crate::factory::{DeviceCredentials, Factory};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub endpoint: Endpoint,
+    pub devices: usize,
+    /// Length of each keep-alive phase.
+    pub phase: Duration,
+    /// Most handshakes (enroll, fresh ping) in flight at once.
+    pub connect_concurrency: usize,
+    /// Names: `<prefix>-<index>`, objects `<prefix>-...`.
+    pub prefix: String,
+}
+
+/// One throughput figure.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rate {
+    pub ops: u64,
+    pub errors: u64,
+    pub secs: f64,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Rounds each keep-alive phase is split into.
+const ROUNDS: u32 = 3;
+
+impl Rate {
+    /// Rates measured in turns, as one: total ops over total time,
+    /// latency percentiles over all samples.
+    fn merge(parts: &[(Rate, Vec<Duration>)]) -> Rate {
+        let lat: Vec<Duration> = parts.iter().flat_map(|(_, l)| l.iter().copied()).collect();
+        let errors = parts.iter().map(|(r, _)| r.errors).sum();
+        let secs = parts.iter().map(|(r, _)| r.secs).sum();
+        Rate::new(lat, errors, secs)
+    }
+
+    fn new(mut lat: Vec<Duration>, errors: u64, secs: f64) -> Rate {
+        lat.sort();
+        let at = |q: f64| {
+            if lat.is_empty() {
+                0.0
+            } else {
+                let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
+                lat[i].as_secs_f64() * 1e3
+            }
+        };
+        Rate {
+            ops: lat.len() as u64,
+            errors,
+            secs,
+            per_sec: lat.len() as f64 / secs.max(1e-9),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+        }
+    }
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub devices: usize,
+    /// Local certificate issuance (not a fleetd figure).
+    pub provision_secs: f64,
+    pub enroll: Rate,
+    pub keepalive_ping: Rate,
+    pub checkin: Rate,
+    pub fresh_ping: Rate,
+    /// checkin / keep-alive ping.
+    pub checkin_ratio: f64,
+    /// enroll / fresh ping.
+    pub enroll_ratio: f64,
+    /// Mean server+client time per operation at the concurrency used
+    /// (1 / rate), milliseconds: what a handshake adds to a no-op call,
+    /// and what enrollment's work (certificate parsing and checks, policy,
+    /// the device, binding and audit rows written) adds to a handshake.
+    pub handshake_cost_ms: f64,
+    pub enroll_work_ms: f64,
+    /// One core, in this process, with the libraries fleetd uses: parsing
+    /// a device certificate (PEM → X.509, as enrollment and the handshake's
+    /// identification do) and verifying its signature against the CA.
+    pub cert_parse_us: f64,
+    pub cert_verify_us: f64,
+    /// Devices handed the rollout's assignment.
+    pub rollout_assigned: u64,
+    pub rollout_secs: f64,
+    pub rollout_assignments_per_min: f64,
+    /// From the rollout's creation to the first device holding its
+    /// assignment (the engine's first tick: up to `--engine-interval`).
+    pub rollout_first_secs: f64,
+    pub rollout_checkins: u64,
+}
+
+/// Runs the whole benchmark against a fleetd reachable at `admin` and
+/// `cfg.endpoint`.
+pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport> {
+    let n = cfg.devices;
+    let p = &cfg.prefix;
+    // ------------------------------------------------------------ setup
+    let group: Value = admin
+        .post(
+            "/v1/device-groups",
+            &json!({"name": format!("{p}-fleet"), "config": {"interval": 30}}),
+        )
+        .await?;
+    let group_id = group["id"].as_str().context("group id")?.to_owned();
+    let policy: Value = admin
+        .post(
+            "/v1/policies",
+            &json!({"name": format!("{p}-baseline"), "statements": [
+                {"effect": "allow",
+                 "actions": ["device:checkin", "config:read", "firmware:download", "firmware:report"],
+                 "resources": ["fleet:device/${device.id}"]}]}),
+        )
+        .await?;
+    let _: Value = admin
+        .post(
+            "/v1/policy-attachments",
+            &json!({"policy_id": policy["id"], "group_id": group_id}),
+        )
+        .await?;
+    let factory = Arc::new(Factory::generate(&format!("{p} factory"), 365)?);
+    let ca_id = admin.import_ca(&format!("{p}-factory"), &factory).await?;
+    admin
+        .create_enrollment(&format!("{p}-line"), &ca_id, &group_id, "{cn}")
+        .await?;
+
+    let t = Instant::now();
+    let creds = provision(&factory, p, n).await?;
+    let provision_secs = t.elapsed().as_secs_f64();
+    let (cert_parse_us, cert_verify_us) = certificate_costs(&factory, &creds)?;
+
+    // ------------------------------------------- fresh ping, then enroll
+    let sem = Arc::new(Semaphore::new(cfg.connect_concurrency.max(1)));
+    // The handshake ceiling is measured on either side of the enrollment
+    // (half the devices each time), so that both see the same load.
+    let half = n / 2;
+    let fresh_before = fresh_ping(&cfg.endpoint, &creds[..half], &sem).await?;
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in creds.iter().enumerate() {
+        let (endpoint, c, sem) = (cfg.endpoint.clone(), c.clone(), Arc::clone(&sem));
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await.ok()?;
+            let mut client = DeviceClient::new(endpoint, &c, true).ok()?;
+            let started = Instant::now();
+            let body = EnrollRequest {
+                hardware: "sim-1".into(),
+                attributes: Default::default(),
+            };
+            match client
+                .call::<_, EnrollResponse>(Method::POST, "/enroll", Some(&body))
+                .await
+            {
+                Ok(Answer::Ok(..)) => Some((i, client, started.elapsed())),
+                _ => None,
+            }
+        });
+    }
+    let mut clients: Vec<Option<DeviceClient>> = (0..n).map(|_| None).collect();
+    let mut lat = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        if let Some((i, client, d)) = r? {
+            clients[i] = Some(client);
+            lat.push(d);
+        }
+    }
+    let enroll = Rate::new(lat, 0, t.elapsed().as_secs_f64());
+    let enroll_errors = n as u64 - enroll.ops;
+    let enroll = Rate {
+        errors: enroll_errors,
+        ..enroll
+    };
+    anyhow::ensure!(enroll.ops > 0, "no device enrolled");
+    let mut clients: Vec<DeviceClient> = clients.into_iter().flatten().collect();
+    let fresh_after = fresh_ping(&cfg.endpoint, &creds[half..], &sem).await?;
+    let fresh_ping = Rate::merge(&[fresh_before, fresh_after]);
+
+    // ------------------------------------------------- keep-alive phases
+    // Ping and check-in alternate in rounds, so that a change in the
+    // machine's load hits both.
+    let (mut pings, mut checkins) = (Vec::new(), Vec::new());
+    let round = cfg.phase / ROUNDS;
+    for _ in 0..ROUNDS {
+        pings.push(closed_loop(&mut clients, round, Op::Ping).await);
+        checkins.push(closed_loop(&mut clients, round, Op::Checkin).await);
+    }
+    let keepalive_ping = Rate::merge(&pings);
+    let checkin = Rate::merge(&checkins);
+
+    // ---------------------------------------------------------- rollout
+    let fw: Value = admin
+        .post(
+            "/v1/firmware",
+            &json!({"product": format!("{p}-fw"), "version": "2.0.0", "hardware": ["sim-1"],
+                    "url": "https://fw.example/bench-2.0.0.bin",
+                    "sha256": "ab".repeat(32), "size_bytes": 1_048_576}),
+        )
+        .await?;
+    let t = Instant::now();
+    let _: Value = admin
+        .post(
+            "/v1/rollouts",
+            &json!({"name": format!("{p}-rollout"), "firmware_id": fw["id"],
+                    "target_group_ids": [group_id],
+                    "phases": [{"percent": 100, "soak": "0s"}],
+                    "failure_threshold": {"percent": 100, "min_devices": 1, "action": "pause"},
+                    "device_timeout": "1h"}),
+        )
+        .await?;
+    let assigned = Arc::new(AtomicU64::new(0));
+    let checkins = Arc::new(AtomicU64::new(0));
+    let give_up = Arc::new(AtomicBool::new(false));
+    let last_ms = Arc::new(AtomicU64::new(0));
+    let first_ms = Arc::new(AtomicU64::new(u64::MAX));
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut client in clients {
+        let (assigned, checkins, give_up, last_ms, first_ms) = (
+            Arc::clone(&assigned),
+            Arc::clone(&checkins),
+            Arc::clone(&give_up),
+            Arc::clone(&last_ms),
+            Arc::clone(&first_ms),
+        );
+        tasks.spawn(async move {
+            while !give_up.load(Ordering::Relaxed) {
+                let r = client
+                    .call::<_, CheckinResponse>(Method::POST, "/checkin", Some(&checkin_body()))
+                    .await;
+                checkins.fetch_add(1, Ordering::Relaxed);
+                match r {
+                    Ok(Answer::Ok(_, resp)) if resp.assignment.is_some() => {
+                        assigned.fetch_add(1, Ordering::Relaxed);
+                        let ms = t.elapsed().as_millis() as u64;
+                        last_ms.fetch_max(ms, Ordering::Relaxed);
+                        first_ms.fetch_min(ms, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        client.disconnect();
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    let watchdog = {
+        let give_up = Arc::clone(&give_up);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            give_up.store(true, Ordering::Relaxed);
+        })
+    };
+    while let Some(r) = tasks.join_next().await {
+        r?;
+    }
+    watchdog.abort();
+    let rollout_assigned = assigned.load(Ordering::Relaxed);
+    let rollout_secs = last_ms.load(Ordering::Relaxed) as f64 / 1e3;
+    let first = first_ms.load(Ordering::Relaxed);
+    let rollout_first_secs = if first == u64::MAX {
+        0.0
+    } else {
+        first as f64 / 1e3
+    };
+
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let cost = |r: &Rate| {
+        if r.per_sec > 0.0 {
+            1e3 / r.per_sec
+        } else {
+            0.0
+        }
+    };
+    Ok(BenchReport {
+        devices: n,
+        provision_secs,
+        checkin_ratio: ratio(checkin.per_sec, keepalive_ping.per_sec),
+        enroll_ratio: ratio(enroll.per_sec, fresh_ping.per_sec),
+        handshake_cost_ms: cost(&fresh_ping) - cost(&keepalive_ping),
+        enroll_work_ms: cost(&enroll) - cost(&fresh_ping),
+        cert_parse_us,
+        cert_verify_us,
+        enroll,
+        keepalive_ping,
+        checkin,
+        fresh_ping,
+        rollout_assigned,
+        rollout_secs,
+        rollout_assignments_per_min: ratio(rollout_assigned as f64 * 60.0, rollout_secs),
+        rollout_first_secs,
+        rollout_checkins: checkins.load(Ordering::Relaxed),
+    })
+}
+
+fn checkin_body() -> CheckinRequest {
+    CheckinRequest {
+        firmware_version: Some("1.0.0".into()),
+        hardware: Some("sim-1".into()),
+        health: Some("ok".into()),
+        config_digest: None,
+    }
+}
+
+/// Mean microseconds to parse one device certificate (PEM) and to verify
+/// one against the factory CA, over (up to 2,000 of) `creds`.
+fn certificate_costs(factory: &Factory, creds: &[DeviceCredentials]) -> anyhow::Result<(f64, f64)> {
+    use fleet_domain::pki;
+    let sample = &creds[..creds.len().min(2_000)];
+    if sample.is_empty() {
+        return Ok((0.0, 0.0));
+    }
+    let t = Instant::now();
+    for c in sample {
+        std::hint::black_box(pki::inspect_certificate("certificate", &c.certificate_pem)?);
+    }
+    let parse = t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;
+    let ca = pki::certificate_der("ca", factory.certificate_pem())?;
+    let now = chrono::Utc::now();
+    let t = Instant::now();
+    for c in sample {
+        std::hint::black_box(
+            pki::verify_chain(c.certificate.as_ref(), &ca, now)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        );
+    }
+    let verify = t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64;
+    Ok((parse, verify))
+}
+
+/// N certificates from the factory, on every core.
+async fn provision(
+    factory: &Arc<Factory>,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<DeviceCredentials>> {
+    let workers = std::thread::available_parallelism().map_or(2, |p| p.get());
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let (factory, prefix) = (Arc::clone(factory), prefix.to_owned());
+        tasks.spawn_blocking(move || {
+            (w..n)
+                .step_by(workers)
+                .map(|i| Ok((i, factory.issue(&crate::sim::common_name(&prefix, i), 30)?)))
+                .collect::<anyhow::Result<Vec<_>>>()
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r??);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, c)| c).collect())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Ping,
+    Checkin,
+}
+
+/// Every client calls `op` back to back for `phase`; the clients come
+/// back for the next phase.
+async fn closed_loop(
+    clients: &mut Vec<DeviceClient>,
+    phase: Duration,
+    op: Op,
+) -> (Rate, Vec<Duration>) {
+    let start = Instant::now();
+    let deadline = start + phase;
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut client in clients.drain(..) {
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = match op {
+                    Op::Ping => matches!(
+                        client.call::<(), Value>(Method::GET, "/ping", None).await,
+                        Ok(Answer::Ok(..))
+                    ),
+                    Op::Checkin => matches!(
+                        client
+                            .call::<_, CheckinResponse>(
+                                Method::POST,
+                                "/checkin",
+                                Some(&checkin_body())
+                            )
+                            .await,
+                        Ok(Answer::Ok(..))
+                    ),
+                };
+                if ok {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                    client.disconnect();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            (client, lat, errors)
+        });
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        if let Ok((client, l, e)) = r {
+            clients.push(client);
+            lat.extend(l);
+            errors += e;
+        }
+    }
+    // Calls in flight at the deadline finish after it; count the time
+    // they took.
+    (
+        Rate::new(lat.clone(), errors, start.elapsed().as_secs_f64()),
+        lat,
+    )
+}
+
+/// One ping per device, each on a new client (no TLS session to resume:
+/// a full handshake).
+async fn fresh_ping(
+    endpoint: &Endpoint,
+    creds: &[DeviceCredentials],
+    sem: &Arc<Semaphore>,
+) -> anyhow::Result<(Rate, Vec<Duration>)> {
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in creds {
+        let (endpoint, c, sem) = (endpoint.clone(), c.clone(), Arc::clone(sem));
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await.ok()?;
+            let mut client = DeviceClient::new(endpoint, &c, false).ok()?;
+            let started = Instant::now();
+            match client.call::<(), Value>(Method::GET, "/ping", None).await {
+                Ok(Answer::Ok(..)) => Some(started.elapsed()),
+                _ => None,
+            }
+        });
+    }
+    let mut lat = Vec::with_capacity(creds.len());
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r? {
+            Some(d) => lat.push(d),
+            None => errors += 1,
+        }
+    }
+    Ok((
+        Rate::new(lat.clone(), errors, t.elapsed().as_secs_f64()),
+        lat,
+    ))
+}
