@@ -1,4 +1,5 @@
-//! A catalogue of invalid configurations, across every resource: each must
+//! A catalogue of invalid configurations, across every resource (and the
+//! data sources and the ephemeral resource that validate input): each must
 //! fail at `terraform plan` (before anything is written) with an error at
 //! the attribute at fault and a message that says what is wrong.
 //!
@@ -7,7 +8,9 @@
 //! source line of the attribute (that is how Terraform renders a
 //! diagnostic's attribute path), and that its text holds the expected
 //! message. One fleetd serves every case; cases run on 4 threads, each in
-//! its own working directory. fleetd must hold nothing afterwards.
+//! its own working directory. fleetd must hold nothing afterwards, its log
+//! neither the token nor a private key, and no output a private key (an
+//! imported CA's key is write-only).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -244,6 +247,19 @@ fn catalogue(p: &Pki) -> Vec<Case> {
             "Invalid rollout", "device_timeout =", &["device_timeout: invalid duration \"soon\""]),
         case("maintenance window start", "fleet_firmware_rollout", rollout("phase {\n  percent = 100\n}\nmaintenance_window {\n  days = [\"mon\"]\n  start = \"25:00\"\n  duration = \"4h\"\n}"),
             "Invalid rollout", "start =", &["maintenance_window.start: invalid time \"25:00\""]),
+        // ---------------------------------------------------- data sources, ephemeral resource
+        case("devices query syntax error", "data.fleet_devices", "query = \"attr.region ==\"",
+            "Invalid device query", "query =", &["line 1, col 15: expected value after '=='"]),
+        case("group lookup by id and path", "data.fleet_device_group", format!("id = \"{ID}\"\npath = \"prod\""),
+            "Conflicting group lookup", "path =", &["path conflicts with id"]),
+        case("group lookup by nothing", "data.fleet_device_group", "",
+            "Missing group lookup", "data \"fleet_device_group\" \"x\" {", &["exactly one of id or path"]),
+        case("CA lookup by id and name", "data.fleet_certificate_authority", format!("id = \"{ID}\"\nname = \"ca\""),
+            "name conflicts with id", "name =", &["Look the CA up by id or by name, not both"]),
+        case("device credentials key algorithm", "ephemeral.fleet_device_credentials", format!("ca_id = \"{ID}\"\ncommon_name = \"x\"\nkey_algorithm = \"RSA\""),
+            "Invalid value for key_algorithm", "key_algorithm =", &["must be one of ECDSA_P256, ED25519"]),
+        case("device credentials for a device and a name", "ephemeral.fleet_device_credentials", format!("ca_id = \"{ID}\"\ndevice_id = \"d\"\ncommon_name = \"x\""),
+            "common_name conflicts with device_id", "common_name =", &["not both"]),
         case("rollout name", "fleet_firmware_rollout", "name = \"a b\"\nfirmware_id = \"x\"\ntarget_group_ids = [\"x\"]\nphase {\n  percent = 100\n}",
             "Invalid value for name", "name =", &["' ' is not allowed"]),
     ]
@@ -269,12 +285,18 @@ fn check(c: &Case, out: &str) -> Option<String> {
         c.summary,
         "Unsupported argument" | "Missing required argument"
     );
+    // `data.T` and `ephemeral.T` are addressed so, and are `data "T"`
+    // and `ephemeral "T"` blocks; the rest are resources.
+    let (kind, ty) = match c.resource.split_once('.') {
+        Some((kind, ty)) => (kind, ty),
+        None => ("resource", c.resource),
+    };
     let with = format!("with {}.x,", c.resource);
     if !core && !block.contains(&with) {
         problems.push(format!("not reported on {}.x", c.resource));
     }
     // "in resource "T" "x": <line>: <source line>"
-    let anchor = format!("in resource \"{}\" \"x\": ", c.resource);
+    let anchor = format!("in {kind} \"{ty}\" \"x\": ");
     match block.split_once(&anchor) {
         None => problems.push("no source location".into()),
         Some((_, rest)) => {
@@ -326,10 +348,11 @@ fn invalid_configurations_fail_at_plan_naming_the_attribute() -> Result<()> {
                 let Some(c) = cases.get(i) else { break };
                 let result = (|| -> Result<Option<String>> {
                     let wd = Workdir::new(&fleetd)?;
-                    let hcl = format!(
-                        "{PROVIDER}\nresource \"{}\" \"x\" {{\n{}\n}}\n",
-                        c.resource, c.body
-                    );
+                    let (kind, ty) = c
+                        .resource
+                        .split_once('.')
+                        .unwrap_or(("resource", c.resource));
+                    let hcl = format!("{PROVIDER}\n{kind} \"{ty}\" \"x\" {{\n{}\n}}\n", c.body);
                     wd.write_config(&hcl)?;
                     let out = wd.run(&["plan", "-no-color", "-input=false"])?;
                     let text = format!(
@@ -339,6 +362,10 @@ fn invalid_configurations_fail_at_plan_naming_the_attribute() -> Result<()> {
                     );
                     if out.status.success() {
                         return Ok(Some(format!("plan succeeded:\n{text}")));
+                    }
+                    // Write-only keys are never shown back, even in errors.
+                    if text.contains("PRIVATE KEY") {
+                        return Ok(Some(format!("a private key is in the output:\n{text}")));
                     }
                     Ok(check(c, &text).map(|p| format!("{p}\n{text}")))
                 })();
@@ -362,6 +389,12 @@ fn invalid_configurations_fail_at_plan_naming_the_attribute() -> Result<()> {
         failures.len(),
         cases.len(),
         failures.join("\n")
+    );
+    let log = fleetd.log();
+    assert!(!log.contains(&fleetd.token), "the token is in fleetd's log");
+    assert!(
+        !log.contains("PRIVATE KEY"),
+        "a private key is in fleetd's log"
     );
     // Plans write nothing.
     for collection in [
