@@ -67,6 +67,11 @@ pub(super) fn parse_stored_query(group_id: &str, query: Option<&str>) -> Option<
 }
 
 /// Static members plus query matches of one group, each counted once.
+///
+/// One pass over the devices; static membership is a primary-key probe
+/// per device rather than each device's group list (which
+/// [`for_each_device`] aggregates as JSON, the larger part of a scan's
+/// cost at a million devices; see BENCHMARKS.md).
 pub(super) fn device_count(
     conn: &Connection,
     group_id: &str,
@@ -77,12 +82,36 @@ pub(super) fn device_count(
             .prepare_cached("SELECT COUNT(*) FROM device_group_members WHERE group_id = ?1")?
             .query_row([group_id], |r| r.get(0))?);
     };
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.id, d.name, d.hardware, d.attributes, d.firmware_version, d.health,
+                d.last_seen,
+                EXISTS (SELECT 1 FROM device_group_members m
+                         WHERE m.device_id = d.id AND m.group_id = ?1)
+           FROM devices d",
+    )?;
+    let mut rows = stmt.query([group_id])?;
     let mut count = 0;
-    for_each_device(conn, |facts, groups| {
-        if groups.iter().any(|g| g == group_id) || query.matches(facts) {
+    while let Some(r) = rows.next()? {
+        if r.get::<_, bool>(7)? {
+            count += 1;
+            continue;
+        }
+        let attributes: String = r.get(3)?;
+        let last_seen: Option<String> = r.get(6)?;
+        let facts = DeviceFacts {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            hardware: r.get(2)?,
+            attributes: serde_json::from_str::<BTreeMap<String, String>>(&attributes)
+                .map_err(StoreError::backend)?,
+            firmware: r.get(4)?,
+            health: r.get(5)?,
+            last_seen: last_seen.as_deref().map(time::parse).transpose()?,
+        };
+        if query.matches(&facts) {
             count += 1;
         }
-    })?;
+    }
     Ok(count)
 }
 
