@@ -10,7 +10,6 @@ use store_common::TestDb;
 use std::collections::BTreeMap;
 
 use fleetd::domain::group::validate_query;
-use fleetd::store::prelude::*;
 use fleetd::store::{Actor, DeviceGroupSpec, DeviceSpec};
 
 async fn dynamic_group_count_is_static_members_plus_matches_once(db: TestDb) {
