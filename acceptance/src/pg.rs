@@ -72,6 +72,14 @@ impl PgDatabase {
 }
 
 impl PgDatabase {
+    /// Runs a statement; returns the number of rows it changed.
+    pub fn execute(&self, sql: &str) -> Result<u64> {
+        let sql = sql.to_owned();
+        run(&self.url, |client| async move {
+            Ok(client.execute(&sql, &[]).await?)
+        })
+    }
+
     /// The text in the first column of the first row of `sql`.
     pub fn query_text(&self, sql: &str) -> Result<String> {
         let sql = sql.to_owned();
