@@ -15,9 +15,8 @@
 //! therefore serialised across all replicas, exactly as SQLite's single
 //! writer serialises them, and every read-check-write sequence stays
 //! race-free; reads run concurrently on the pool. Check-ins reach the
-//! store in batches (the device API's check-in writer) and a batch is one
-//! statement, so a busy fleet costs one write transaction per batch, not
-//! per device.
+//! store in batches (the device API's check-in writer), so a busy fleet
+//! costs one write transaction per batch, not per device.
 //!
 //! The rollout engine's work is divided between replicas by leases (see
 //! `leases`).
