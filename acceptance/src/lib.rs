@@ -164,9 +164,38 @@ impl Workdir {
         );
         match out.status.code() {
             Some(0) => Ok((true, text)),
-            Some(2) => Ok((false, text)),
+            Some(2) => Ok((self.only_check_reads(refresh)?, text)),
             _ => bail!("terraform plan failed:\n{text}"),
         }
+    }
+
+    /// Whether a plan's only "changes" are data sources nested in `check`
+    /// blocks, which Terraform always plans to read again (without a
+    /// refresh, at apply): they change nothing and are not a diff.
+    fn only_check_reads(&self, refresh: bool) -> Result<bool> {
+        let mut args = vec!["plan", "-out=tfplan.check", "-no-color"];
+        if !refresh {
+            args.push("-refresh=false");
+        }
+        self.ok(&args)?;
+        let plan: Json = serde_json::from_str(&self.ok(&["show", "-json", "tfplan.check"])?)?;
+        let _ = std::fs::remove_file(self.path().join("tfplan.check"));
+        let changes = plan["resource_changes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let outputs_changed = plan["output_changes"].as_object().is_some_and(|o| {
+            o.values()
+                .any(|c| c["actions"] != serde_json::json!(["no-op"]))
+        });
+        Ok(!outputs_changed
+            && changes.iter().all(|c| {
+                let actions = &c["change"]["actions"];
+                actions == &serde_json::json!(["no-op"])
+                    || (c["mode"] == "data"
+                        && actions == &serde_json::json!(["read"])
+                        && c["action_reason"] == "read_because_check_nested")
+            }))
     }
 
     /// Applies the configuration, then requires both the non-refreshing and

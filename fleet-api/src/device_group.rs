@@ -71,9 +71,11 @@ pub struct DeviceGroup {
 pub struct DeviceGroupCreate {
     /// 1–128 characters: letters, digits, `-`, `_`, `.`; starting with a
     /// letter or digit. Unique among siblings.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     /// At most 1024 characters.
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
     /// Parent group's id; omitted or `null` for a top-level group.
     #[serde(default)]
@@ -102,8 +104,10 @@ pub struct DeviceGroupCreate {
 #[serde(deny_unknown_fields)]
 pub struct DeviceGroupUpdate {
     /// Same rules as on creation.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: String,
     /// Moving a group under one of its own descendants is refused.
     #[serde(default)]
@@ -159,8 +163,14 @@ pub struct NonCompliantDevice {
 pub struct GroupComplianceReport {
     pub group_id: String,
     pub path: String,
-    #[serde(flatten)]
-    pub summary: GroupCompliance,
+    // The counts of [`GroupCompliance`], spelled out: `serde(flatten)`
+    // cannot carry numbers under serde_json's arbitrary precision.
+    pub in_sync: u64,
+    pub config_drift: u64,
+    pub firmware_drift: u64,
+    pub stale: u64,
+    pub total: u64,
+    pub in_sync_ratio: f64,
     /// Up to 10 non-compliant devices (lowest ids first); the full list is
     /// `GET /v1/device-groups/{id}/compliance/devices`.
     pub noncompliant_sample: Vec<NonCompliantDevice>,

@@ -159,8 +159,43 @@ fn openapi_document_validates_and_the_api_conforms_to_it() {
         "only {generated} cases generated (want ≥ 1000):\n{out}"
     );
 
+    // What the run left behind, for the record.
+    let count = |path: &str, pred: &dyn Fn(&Value) -> bool| {
+        let page: Value = http
+            .get(format!("{}{path}?limit=1000", fleetd.base))
+            .bearer_auth(&fleetd.token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| pred(i))
+            .count()
+    };
+    eprintln!(
+        "left: {} groups ({} with a query), {} devices, {} CAs ({} imported), \
+         {} certificates ({} from a CSR), {} rollouts",
+        count("/v1/device-groups", &|_| true),
+        count("/v1/device-groups", &|g| !g["query"].is_null()),
+        count("/v1/devices", &|_| true),
+        count("/v1/certificate-authorities", &|_| true),
+        count("/v1/certificate-authorities", &|c| c["imported"] == true),
+        count("/v1/certificates", &|_| true),
+        count("/v1/certificates", &|c| !c["csr_pem"].is_null()),
+        count("/v1/rollouts", &|_| true),
+    );
+    let token = fleetd.token.clone();
     let log = fleetd.stop();
     assert!(!log.contains("panicked"), "fleetd panicked:\n{log}");
+    // Thousands of requests, some with keys in them: none reached the log.
+    assert!(!log.contains(&token), "the admin token is in fleetd's log");
+    assert!(
+        !log.contains("PRIVATE KEY"),
+        "a private key is in fleetd's log"
+    );
     // The requests reached fleetd's logic, not only its validation: many
     // succeeded, in every method.
     let mut statuses: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -308,7 +343,34 @@ fn schemathesis_config(ids: &BTreeMap<&'static str, Vec<String>>) -> String {
             values.join(", ")
         );
     }
-    toml += "[dictionaries.versions]\nvalues = [1, 2]\n\n[parameters]\n";
+    toml += "[dictionaries.versions]\nvalues = [1, 2]\n\n";
+    // Valid device queries, and PKI material: a CSR, and a CA certificate
+    // with its key (drawn independently, so imports also meet a mismatch).
+    let queries = [
+        r#"hardware == "m1""#,
+        r#"attr.region in ["eu", "us"] and firmware < "2.0.0""#,
+        r#"not (health == "ok") or name == "meter-1""#,
+    ];
+    let (csr, ca_pem, ca_key) = pki_material();
+    for (name, values) in [
+        (
+            "queries",
+            queries.iter().map(|q| q.to_string()).collect::<Vec<_>>(),
+        ),
+        ("csrs", vec![csr]),
+        ("ca_certificates", vec![ca_pem]),
+        ("ca_keys", vec![ca_key]),
+    ] {
+        let values: Vec<String> = values
+            .iter()
+            .map(|v| serde_json::to_string(v).unwrap())
+            .collect();
+        toml += &format!(
+            "[dictionaries.{name}]\nvalues = [{}]\n\n",
+            values.join(", ")
+        );
+    }
+    toml += "[parameters]\n";
     for (key, dictionary) in [
         ("body.parent_id", "device_groups"),
         ("body.group_id", "device_groups"),
@@ -320,6 +382,11 @@ fn schemathesis_config(ids: &BTreeMap<&'static str, Vec<String>>) -> String {
         ("body.ca_id", "certificate_authorities"),
         ("body.firmware_id", "firmware"),
         ("body.version", "versions"),
+        ("body.query", "queries"),
+        ("query.query", "queries"),
+        ("body.csr_pem", "csrs"),
+        ("body.certificate_pem", "ca_certificates"),
+        ("body.private_key_pem", "ca_keys"),
     ] {
         toml += &format!("\"{key}\" = {{ dictionary = \"{dictionary}\", probability = 0.8 }}\n");
     }
@@ -396,4 +463,21 @@ fn document_declares_middleware_responses_links_and_valid_examples() {
     let body: Value = resp.json().unwrap();
     assert_eq!(status, 201, "{statement}: {body}");
     fleetd.stop();
+}
+
+/// A CSR, and a CA certificate with its private key, all PEM.
+fn pki_material() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let device_key = KeyPair::generate().unwrap();
+    let mut csr = CertificateParams::new(Vec::<String>::new()).unwrap();
+    csr.distinguished_name.push(DnType::CommonName, "meter-9");
+    let csr = csr.serialize_request(&device_key).unwrap().pem().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, "Fuzz Factory CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    (csr, ca.pem(), ca_key.serialize_pem())
 }

@@ -52,10 +52,16 @@ pub async fn compliance(
         .store
         .noncompliant_devices(&id, None, None, 10)
         .await?;
+    let s = compliance_to_wire(&group.compliance);
     Ok(Json(GroupComplianceReport {
         group_id: group.id,
         path: group.path,
-        summary: compliance_to_wire(&group.compliance),
+        in_sync: s.in_sync,
+        config_drift: s.config_drift,
+        firmware_drift: s.firmware_drift,
+        stale: s.stale,
+        total: s.total,
+        in_sync_ratio: s.in_sync_ratio,
         noncompliant_sample: sample.into_iter().map(noncompliant_to_wire).collect(),
     }))
 }

@@ -84,16 +84,15 @@ impl DataSource<Client> for GroupComplianceData {
             )
             .into());
         };
-        let s = r.summary;
         Ok(Model {
             group_id: r.group_id,
             path: Some(r.path),
-            in_sync: Some(s.in_sync),
-            config_drift: Some(s.config_drift),
-            firmware_drift: Some(s.firmware_drift),
-            stale: Some(s.stale),
-            total: Some(s.total),
-            in_sync_ratio: Some(s.in_sync_ratio),
+            in_sync: Some(r.in_sync),
+            config_drift: Some(r.config_drift),
+            firmware_drift: Some(r.firmware_drift),
+            stale: Some(r.stale),
+            total: Some(r.total),
+            in_sync_ratio: Some(r.in_sync_ratio),
             noncompliant: Some(
                 r.noncompliant_sample
                     .into_iter()
