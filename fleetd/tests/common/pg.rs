@@ -53,7 +53,11 @@ impl PgDatabase {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let name = format!("fleetd_test_{now}_{}", uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "fleetd_test_{now}_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
         client
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
@@ -99,8 +103,10 @@ impl Drop for PgDatabase {
     }
 }
 
-/// Drops test databases left behind by runs that did not finish (a killed
-/// test process never runs `Drop`): those created over six hours ago.
+/// Drops test databases left behind: those of test processes that have
+/// exited (databases kept for a whole process, see [`database_for`], and
+/// those of killed runs, which never run `Drop`), and any created over six
+/// hours ago. Names are `fleetd_test_<unix time>_<pid>_<random>`.
 async fn sweep_stale(client: &tokio_postgres::Client) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -117,11 +123,13 @@ async fn sweep_stale(client: &tokio_postgres::Client) {
     };
     for row in rows {
         let name: String = row.get(0);
-        let created = name
-            .strip_prefix("fleetd_test_")
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|t| t.parse::<u64>().ok());
-        if created.is_some_and(|t| t + 6 * 3600 < now) {
+        let mut parts = name.trim_start_matches("fleetd_test_").split('_');
+        let created = parts.next().and_then(|t| t.parse::<u64>().ok());
+        let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let exited = pid.is_some_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if exited || created.is_some_and(|t| t + 6 * 3600 < now) {
             let _ = client
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .await;
