@@ -18,6 +18,9 @@ pub struct Fleetd {
     child: Child,
     extra_args: Vec<String>,
     http: reqwest::blocking::Client,
+    /// The PostgreSQL database holding fleetd's state, when not SQLite;
+    /// dropped (after fleetd is killed) with the value.
+    pub database: Option<crate::pg::PgDatabase>,
 }
 
 impl Fleetd {
@@ -27,12 +30,34 @@ impl Fleetd {
 
     /// Starts fleetd with extra `serve` arguments (e.g.
     /// `--engine-interval 200ms`).
+    ///
+    /// With `FLEETFORM_ACC_DATABASE=postgres` its state goes to a fresh
+    /// PostgreSQL database instead of the embedded SQLite file (unless the
+    /// arguments name a database already).
     pub fn start_with(extra_args: &[&str]) -> Result<Self> {
+        let database = if crate::pg::suite_on_postgres() && !extra_args.contains(&"--database-url")
+        {
+            Some(crate::pg::PgDatabase::create()?)
+        } else {
+            None
+        };
+        Self::launch(extra_args, database)
+    }
+
+    /// Starts fleetd on a fresh PostgreSQL database (see [`crate::pg`]).
+    pub fn start_postgres(extra_args: &[&str]) -> Result<Self> {
+        Self::launch(extra_args, Some(crate::pg::PgDatabase::create()?))
+    }
+
+    fn launch(extra_args: &[&str], database: Option<crate::pg::PgDatabase>) -> Result<Self> {
         let data_dir = tempfile::Builder::new().prefix("fleetd-acc-").tempdir()?;
         let token: String = (0..32)
             .map(|_| format!("{:02x}", rand::rng().random::<u8>()))
             .collect();
-        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let mut extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        if let Some(db) = &database {
+            extra_args.extend(["--database-url".to_string(), db.url.clone()]);
+        }
         let mut listen = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
         listen.extend(extra_args.iter().cloned());
         let child = spawn(data_dir.path(), &token, &listen)?;
@@ -46,6 +71,7 @@ impl Fleetd {
             child,
             extra_args,
             http: reqwest::blocking::Client::new(),
+            database,
         })
     }
 

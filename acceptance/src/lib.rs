@@ -24,6 +24,7 @@ use serde_json::Value as Json;
 
 pub mod devices;
 pub mod fleetd;
+pub mod pg;
 pub use fleetd::Fleetd;
 
 /// The workspace root (parent of `acceptance/`).

@@ -174,20 +174,29 @@ fn reported_fields_refresh_without_a_diff() -> Result<()> {
     let hcl = config("meter-0001", "{}", "[]");
     let s = acc.wd.apply(&hcl)?;
     let id = s.str("fleet_device.meter", "id")?;
-    let db = acc.fleetd.data_dir.path().join("fleetd.db");
-    let script =
-        "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1],timeout=10)\nc.execute(\"UPDATE devices SET firmware_version='1.4.2', health='ok', last_seen='2025-01-31T12:00:00.000Z' WHERE id=?\",(sys.argv[2],))\nc.commit()\nprint(c.total_changes)\n";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&db)
-        .arg(&id)
-        .output()
-        .context("run python3 to simulate a check-in")?;
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1",
-        "check-in simulation failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Some(pg) = &acc.fleetd.database {
+        // fleetd runs on PostgreSQL (FLEETFORM_ACC_DATABASE=postgres).
+        let changed = pg.execute(&format!(
+            "UPDATE devices SET firmware_version = '1.4.2', health = 'ok',
+                    last_seen = '2025-01-31T12:00:00.000Z' WHERE id = '{id}'"
+        ))?;
+        assert_eq!(changed, 1, "check-in simulation");
+    } else {
+        let db = acc.fleetd.data_dir.path().join("fleetd.db");
+        let script =
+            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1],timeout=10)\nc.execute(\"UPDATE devices SET firmware_version='1.4.2', health='ok', last_seen='2025-01-31T12:00:00.000Z' WHERE id=?\",(sys.argv[2],))\nc.commit()\nprint(c.total_changes)\n";
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&db)
+            .arg(&id)
+            .output()
+            .context("run python3 to simulate a check-in")?;
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1",
+            "check-in simulation failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let d = acc.fleetd.get(&format!("/v1/devices/{id}"))?.unwrap();
     assert_eq!(d["firmware_version"], "1.4.2");
 

@@ -44,7 +44,8 @@ pub struct ServeArgs {
     pub token: Option<String>,
 
     /// Where state lives: sqlite:PATH (default: sqlite file in the data
-    /// directory). postgres:// URLs are recognised but not supported yet.
+    /// directory), or postgres://USER:PASSWORD@HOST:PORT/DATABASE for
+    /// a PostgreSQL database that several fleetd replicas can share.
     #[arg(long, env = "FLEETD_DATABASE_URL", hide_env_values = true, value_parser = DatabaseUrl::parse)]
     pub database_url: Option<DatabaseUrl>,
 

@@ -421,16 +421,28 @@ async fn snapshot(s: &TestServer, data_dir: &std::path::Path) -> Value {
         }
         snap.insert(collection.to_owned(), page);
     }
-    let db = rusqlite::Connection::open_with_flags(
-        data_dir.join("fleetd.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let audit: (i64, Option<i64>) = db
-        .query_row("SELECT count(*), max(seq) FROM audit_log", [], |r| {
+    let audit: (i64, Option<i64>) = if common::pg::backend_is_postgres() {
+        let url = common::pg::database_for(data_dir).await;
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one("SELECT count(*), max(seq) FROM audit_log", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    } else {
+        let db = rusqlite::Connection::open_with_flags(
+            data_dir.join("fleetd.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row("SELECT count(*), max(seq) FROM audit_log", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
-        .unwrap();
+        .unwrap()
+    };
     snap.insert("audit".into(), json!([audit.0, audit.1]));
     Value::Object(snap)
 }

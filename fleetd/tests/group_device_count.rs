@@ -1,18 +1,19 @@
 //! A dynamic group's `device_count` (static members plus query matches,
 //! each once) equals an independent count: every device fetched through
 //! the store, its static groups and the domain's query evaluator. Guards
-//! the one-pass count in `store/sqlite/membership.rs`.
+//! the one-pass count in `store/*/membership.rs`, on both backends.
+
+mod store_common;
+
+use store_common::TestDb;
 
 use std::collections::BTreeMap;
 
 use fleetd::domain::group::validate_query;
-use fleetd::store::prelude::*;
-use fleetd::store::sqlite::SqliteStore;
-use fleetd::store::{Actor, DeviceGroupSpec, DeviceSpec, SqliteLocation};
+use fleetd::store::{Actor, DeviceGroupSpec, DeviceSpec};
 
-#[tokio::test]
-async fn dynamic_group_count_is_static_members_plus_matches_once() {
-    let store = SqliteStore::open(SqliteLocation::Memory).await.unwrap();
+async fn dynamic_group_count_is_static_members_plus_matches_once(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let group = |name: &str, query: Option<&str>| DeviceGroupSpec {
         name: name.into(),
@@ -87,3 +88,5 @@ async fn dynamic_group_count_is_static_members_plus_matches_once() {
         12
     );
 }
+
+store_tests!(dynamic_group_count_is_static_members_plus_matches_once);

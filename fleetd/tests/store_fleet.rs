@@ -1,22 +1,19 @@
 //! The fleet part of the SQLite store through the `Store` trait, on a real
 //! file: audit rows, version history pruning, membership and references.
 
+mod store_common;
+
+use store_common::TestDb;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use fleetd::domain::policy::{Effect, Statement};
 use fleetd::domain::query;
-use fleetd::store::sqlite::SqliteStore;
 use fleetd::store::{
     Actor, AttachmentTarget, AuditAction, DeviceGroupSpec, DeviceSpec, FailureThresholdRecord,
     FirmwareSpec, ObjectKind, PhaseRecord, PolicyAttachmentSpec, PolicySpec, RolloutSpec,
-    SqliteLocation, Store, StoreError,
+    StoreError,
 };
-
-async fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let location = SqliteLocation::File(dir.path().join("fleetd.db"));
-    Arc::new(SqliteStore::open(location).await.unwrap())
-}
 
 fn group(name: &str, parent: Option<&str>, query: Option<&str>) -> DeviceGroupSpec {
     DeviceGroupSpec {
@@ -85,10 +82,8 @@ fn rollout(firmware_id: &str, targets: &[&str]) -> RolloutSpec {
     }
 }
 
-#[tokio::test]
-async fn device_writes_are_audited_with_versions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn device_writes_are_audited_with_versions(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let g = store
         .create_device_group(&actor, group("g", None, None))
@@ -131,10 +126,8 @@ async fn device_writes_are_audited_with_versions() {
     );
 }
 
-#[tokio::test]
-async fn policy_versions_are_pruned_to_ten() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn policy_versions_are_pruned_to_ten(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let p = store
         .create_policy(&actor, policy("p", "fleet:device/0"))
@@ -157,10 +150,8 @@ async fn policy_versions_are_pruned_to_ten() {
     assert_eq!(versions[0].statements[0].resources, ["fleet:device/11"]);
 }
 
-#[tokio::test]
-async fn membership_counts_static_dynamic_and_subgroups() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn membership_counts_static_dynamic_and_subgroups(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let root = store
         .create_device_group(&actor, group("root", None, None))
@@ -243,10 +234,8 @@ async fn membership_counts_static_dynamic_and_subgroups() {
     ));
 }
 
-#[tokio::test]
-async fn deleting_a_group_releases_members_and_is_refused_while_attached() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn deleting_a_group_releases_members_and_is_refused_while_attached(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let g = store
         .create_device_group(&actor, group("g", None, None))
@@ -300,12 +289,10 @@ async fn deleting_a_group_releases_members_and_is_refused_while_attached() {
     );
 }
 
-#[tokio::test]
-async fn state_survives_reopening_and_is_counted() {
-    let dir = tempfile::tempdir().unwrap();
+async fn state_survives_reopening_and_is_counted(db: TestDb) {
     let actor = Actor::admin();
     let (d, f, r) = {
-        let store = open(&dir).await;
+        let store = db.open().await;
         let g = store
             .create_device_group(&actor, group("g", None, None))
             .await
@@ -324,7 +311,7 @@ async fn state_survives_reopening_and_is_counted() {
             .unwrap();
         (d, f, r)
     };
-    let store = open(&dir).await;
+    let store = db.open().await;
     assert_eq!(store.get_device(&d.id).await.unwrap(), d);
     assert_eq!(store.get_firmware(&f.id).await.unwrap(), f);
     assert_eq!(store.get_rollout(&r.id).await.unwrap(), r);
@@ -335,3 +322,72 @@ async fn state_survives_reopening_and_is_counted() {
     assert_eq!(counts["rollout"], 1);
     assert_eq!(counts["policy"], 0);
 }
+
+/// A batch of check-ins (the device API's group commit) is applied as if
+/// one after another: a report without firmware or health keeps the
+/// previous value, the last check-in time wins, unknown devices are
+/// reported as not found, and the device's version does not change.
+async fn checkin_batches_apply_in_order(db: TestDb) {
+    use chrono::{Duration, TimeZone, Utc};
+    use fleetd::store::device_api::CheckinReport;
+    let store = db.open().await;
+    let actor = Actor::admin();
+    let a = store
+        .create_device(&actor, device("a", "m1", &[]))
+        .await
+        .unwrap();
+    let b = store
+        .create_device(&actor, device("b", "m1", &[]))
+        .await
+        .unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+    let report = |fw: Option<&str>, health: Option<&str>| CheckinReport {
+        firmware_version: fw.map(str::to_owned),
+        health: health.map(str::to_owned),
+        config_digest: None,
+        compliance: None,
+    };
+    let found = store
+        .record_checkins(vec![
+            (a.id.clone(), report(Some("1.0.0"), Some("ok")), t0),
+            (b.id.clone(), report(None, Some("degraded")), t0),
+            ("no-such-device".into(), report(Some("9.9.9"), None), t0),
+            (
+                a.id.clone(),
+                report(Some("1.1.0"), None),
+                t0 + Duration::seconds(1),
+            ),
+            (a.id.clone(), report(None, None), t0 + Duration::seconds(2)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found, [true, true, false, true, true]);
+    let a2 = store.get_device(&a.id).await.unwrap();
+    assert_eq!(a2.firmware_version.as_deref(), Some("1.1.0"));
+    assert_eq!(a2.health.as_deref(), Some("ok"));
+    assert_eq!(a2.last_seen, Some(t0 + Duration::seconds(2)));
+    assert_eq!(a2.version, a.version, "check-ins are not admin writes");
+    let b2 = store.get_device(&b.id).await.unwrap();
+    assert_eq!(b2.firmware_version, None);
+    assert_eq!(b2.health.as_deref(), Some("degraded"));
+    assert_eq!(b2.last_seen, Some(t0));
+    match store
+        .record_checkin("no-such-device", report(None, None), t0)
+        .await
+    {
+        Err(StoreError::NotFound {
+            kind: ObjectKind::Device,
+            ..
+        }) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+store_tests!(
+    checkin_batches_apply_in_order,
+    device_writes_are_audited_with_versions,
+    policy_versions_are_pruned_to_ten,
+    membership_counts_static_dynamic_and_subgroups,
+    deleting_a_group_releases_members_and_is_refused_while_attached,
+    state_survives_reopening_and_is_counted,
+);

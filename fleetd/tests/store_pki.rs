@@ -1,5 +1,9 @@
 //! The SQLite store's PKI part through the `Store` trait, on a real file.
 
+mod store_common;
+
+use store_common::TestDb;
+
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -7,16 +11,10 @@ use fleetd::domain::pki::{
     self, CertificateStatus, KeyAlgorithm, RevocationReason, Serial, Subject, SubjectKey,
 };
 use fleetd::keystore::MasterKey;
-use fleetd::store::sqlite::SqliteStore;
 use fleetd::store::{
     Actor, AuditAction, CertificateFilter, DeviceGroupSpec, DeviceSpec, EnrollmentFields, NewCa,
-    NewCertificate, ObjectKind, SqliteLocation, Store, StoreError,
+    NewCertificate, ObjectKind, Store, StoreError,
 };
-
-async fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let location = SqliteLocation::File(dir.path().join("fleetd.db"));
-    Arc::new(SqliteStore::open(location).await.unwrap())
-}
 
 fn master() -> MasterKey {
     MasterKey::from_bytes(&[42; 32]).unwrap()
@@ -148,10 +146,8 @@ fn conflict(r: Result<impl std::fmt::Debug, StoreError>, field: Option<&str>) ->
     }
 }
 
-#[tokio::test]
-async fn cas_have_versions_unique_names_audit_rows_and_sealed_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn cas_have_versions_unique_names_audit_rows_and_sealed_keys(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
 
     let spec = new_ca("root");
@@ -245,10 +241,8 @@ async fn cas_have_versions_unique_names_audit_rows_and_sealed_keys() {
     );
 }
 
-#[tokio::test]
-async fn certificates_check_references_and_revocation_is_terminal_and_in_the_crl() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn certificates_check_references_and_revocation_is_terminal_and_in_the_crl(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let ca = store
         .create_certificate_authority(&actor, new_ca("root"))
@@ -346,6 +340,9 @@ async fn certificates_check_references_and_revocation_is_terminal_and_in_the_crl
     }
 
     // Deleting a certificate that was never revoked puts it on the CRL.
+    // (The CRL is ordered by revocation time, in milliseconds: let one pass
+    // so that the order below does not fall back to the random serials.)
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     let other = store
         .create_certificate(
             &actor,
@@ -383,10 +380,8 @@ async fn certificates_check_references_and_revocation_is_terminal_and_in_the_crl
     ));
 }
 
-#[tokio::test]
-async fn certificates_for_devices_and_list_filters() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn certificates_for_devices_and_list_filters(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let a = store
         .create_certificate_authority(&actor, new_ca("a"))
@@ -462,10 +457,8 @@ async fn certificates_for_devices_and_list_filters() {
     assert_eq!(ids(by_device), [c2.id]);
 }
 
-#[tokio::test]
-async fn ca_deletion_is_refused_while_in_use_and_takes_its_spent_certificates() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn ca_deletion_is_refused_while_in_use_and_takes_its_spent_certificates(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let ca = store
         .create_certificate_authority(&actor, new_ca("root"))
@@ -530,10 +523,8 @@ async fn ca_deletion_is_refused_while_in_use_and_takes_its_spent_certificates() 
     assert!(store.ca_master_key_ids().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn enrollments_check_ca_group_and_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn enrollments_check_ca_group_and_name(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let ca = store
         .create_certificate_authority(&actor, new_ca("root"))
@@ -595,12 +586,10 @@ async fn enrollments_check_ca_group_and_name() {
     assert!(store.list_enrollments(None, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn pki_state_survives_reopening_the_file() {
-    let dir = tempfile::tempdir().unwrap();
+async fn pki_state_survives_reopening_the_file(db: TestDb) {
     let actor = Actor::admin();
     let (ca, cert) = {
-        let store = open(&dir).await;
+        let store = db.open().await;
         let ca = store
             .create_certificate_authority(&actor, new_ca("root"))
             .await
@@ -614,7 +603,7 @@ async fn pki_state_survives_reopening_the_file() {
             .unwrap();
         (ca, cert)
     };
-    let store = open(&dir).await;
+    let store = db.open().await;
     assert_eq!(store.get_certificate_authority(&ca.id).await.unwrap(), ca);
     assert_eq!(store.get_certificate(&cert.id).await.unwrap(), cert);
     // and the CA still signs
@@ -626,3 +615,12 @@ async fn pki_state_survives_reopening_the_file() {
         .await
         .unwrap();
 }
+
+store_tests!(
+    cas_have_versions_unique_names_audit_rows_and_sealed_keys,
+    certificates_check_references_and_revocation_is_terminal_and_in_the_crl,
+    certificates_for_devices_and_list_filters,
+    ca_deletion_is_refused_while_in_use_and_takes_its_spent_certificates,
+    enrollments_check_ca_group_and_name,
+    pki_state_survives_reopening_the_file,
+);

@@ -14,9 +14,12 @@
 //! transition is either committed (with its counters) or not at all, and
 //! a device leaves `pending` only once, so nothing is assigned twice.
 //!
-//! Several fleetd processes sharing one database could run the engine at
-//! once without harm for the same reason (every step re-checks its guard
-//! inside the transaction), but would only duplicate work.
+//! Several fleetd processes sharing one database (PostgreSQL replicas)
+//! could run the engine at once without harm for the same reason (every
+//! step re-checks its guard inside the transaction). They do not duplicate
+//! work either: on PostgreSQL, [`EngineStore::engine_rollout_ids`] returns
+//! only the rollouts this replica holds a lease on, leases being shared
+//! out between live replicas and taken over when one expires.
 
 pub mod plan;
 

@@ -147,7 +147,10 @@ pub trait EngineStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Ids of the rollouts the engine still has work for (not finished, or
-    /// finished with devices in flight), in creation order.
+    /// finished with devices in flight), in creation order. Called at the
+    /// start of every engine tick. A store shared by several fleetd
+    /// processes returns only this process's share: the PostgreSQL store
+    /// renews and claims rollout leases here.
     async fn engine_rollout_ids(&self) -> Result<Vec<String>, StoreError>;
 
     /// A rollout with its progress as of `now` (which devices are past

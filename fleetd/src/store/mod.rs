@@ -23,6 +23,7 @@ mod fleet_model;
 mod model;
 pub mod pki;
 mod pki_model;
+pub mod postgres;
 pub mod sqlite;
 mod url;
 
@@ -148,9 +149,9 @@ pub async fn open(url: &DatabaseUrl) -> anyhow::Result<Arc<dyn Store>> {
             let store = sqlite::SqliteStore::open(location.clone()).await?;
             Ok(Arc::new(store))
         }
-        DatabaseUrl::Postgres(_) => anyhow::bail!(
-            "PostgreSQL is not yet supported by this fleetd build ({url}); omit \
-             --database-url to use the embedded SQLite store, or pass a sqlite: URL"
-        ),
+        DatabaseUrl::Postgres(url) => {
+            let store = postgres::PgStore::open(url).await?;
+            Ok(Arc::new(store))
+        }
     }
 }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod pg;
+
 use fleetd::config::Config;
 use fleetd::server::Server;
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -32,7 +34,14 @@ impl TestServer {
         Self::start_with(config).await
     }
 
-    pub async fn start_with(config: Config) -> TestServer {
+    /// Starts fleetd with `config`. With `FLEETD_TEST_BACKEND=postgres` and
+    /// no database URL configured, its state goes to a fresh PostgreSQL
+    /// database (the same one again for the same data directory).
+    pub async fn start_with(mut config: Config) -> TestServer {
+        if config.database_url.is_none() && pg::backend_is_postgres() {
+            let url = pg::database_for(&config.data_dir).await;
+            config.database_url = Some(fleetd::store::DatabaseUrl::parse(&url).unwrap());
+        }
         let server = Server::bind(config).await.expect("fleetd starts");
         let addr = server.local_addr();
         let token = server.admin_token().to_owned();

@@ -1,12 +1,14 @@
-//! The SQLite store through the `Store` trait, on a real file.
+//! Device groups through the `Store` trait, on both backends: a SQLite
+//! file and a fresh PostgreSQL database.
+
+mod store_common;
+
+use fleetd::store::postgres::PgStore;
+use store_common::TestDb;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use fleetd::store::sqlite::SqliteStore;
-use fleetd::store::{
-    Actor, AuditAction, DeviceGroupSpec, ObjectKind, SqliteLocation, Store, StoreError,
-};
+use fleetd::store::{Actor, AuditAction, DeviceGroupSpec, ObjectKind, StoreError};
 
 fn spec(name: &str, parent: Option<&str>) -> DeviceGroupSpec {
     DeviceGroupSpec {
@@ -18,15 +20,8 @@ fn spec(name: &str, parent: Option<&str>) -> DeviceGroupSpec {
     }
 }
 
-async fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
-    let location = SqliteLocation::File(dir.path().join("fleetd.db"));
-    Arc::new(SqliteStore::open(location).await.unwrap())
-}
-
-#[tokio::test]
-async fn versions_start_at_one_and_increment() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn versions_start_at_one_and_increment(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
 
     let mut s = spec("prod", None);
@@ -89,10 +84,8 @@ async fn versions_start_at_one_and_increment() {
     ));
 }
 
-#[tokio::test]
-async fn every_write_is_audited() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn every_write_is_audited(db: TestDb) {
+    let store = db.open().await;
     let alice = Actor("alice".into());
 
     let g = store
@@ -144,10 +137,8 @@ async fn every_write_is_audited() {
         .all(|e| e.object_id == g.id && e.object_kind == ObjectKind::DeviceGroup));
 }
 
-#[tokio::test]
-async fn hierarchy_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn hierarchy_rules(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
 
     let a = store
@@ -236,10 +227,8 @@ async fn hierarchy_rules() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn lists_by_id_with_a_cursor() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn lists_by_id_with_a_cursor(db: TestDb) {
+    let store = db.open().await;
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(
@@ -264,51 +253,98 @@ async fn lists_by_id_with_a_cursor() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn the_file_is_wal_migrated_and_persistent() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_database_is_migrated_and_persistent(db: TestDb) {
     let id = {
-        let store = open(&dir).await;
+        let store = db.open().await;
         store
             .create_device_group(&Actor::admin(), spec("keep", None))
             .await
             .unwrap()
             .id
     };
-    let store = open(&dir).await;
+    let store = db.open().await;
     assert_eq!(store.get_device_group(&id).await.unwrap().name, "keep");
     drop(store);
 
-    let conn = rusqlite::Connection::open(dir.path().join("fleetd.db")).unwrap();
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+    match &db {
+        TestDb::Sqlite(dir) => {
+            let conn = rusqlite::Connection::open(dir.path().join("fleetd.db")).unwrap();
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+            let versions: Vec<i64> = conn
+                .prepare("SELECT version FROM schema_version ORDER BY version")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+        }
+        TestDb::Postgres(pg) => {
+            let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let versions: Vec<i64> = client
+                .query(
+                    "SELECT version FROM schema_migrations ORDER BY version",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(versions, [1, 2]);
+        }
+    }
+}
+
+/// Replicas starting together on an empty database: every one opens it,
+/// the schema is migrated exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replicas_starting_together_migrate_once() {
+    let Some(TestDb::Postgres(pg)) = TestDb::postgres().await else {
+        return;
+    };
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let url = pg.url.clone();
+            tokio::spawn(async move { PgStore::open(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await
+            .unwrap()
+            .expect("every replica opens the database");
+    }
+    let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+        .await
         .unwrap();
-    assert_eq!(mode, "wal");
-    let versions: Vec<i64> = conn
-        .prepare("SELECT version FROM schema_version ORDER BY version")
+    tokio::spawn(connection);
+    let n: i64 = client
+        .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+        .await
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+        .get(0);
+    assert_eq!(n, 2);
 }
 
 #[tokio::test]
-async fn postgres_is_not_supported_yet() {
-    let url = fleetd::store::DatabaseUrl::parse("postgres://fleet:pw@db/fleet").unwrap();
-    let err = fleetd::store::open(&url).await.err().unwrap().to_string();
-    assert!(err.contains("PostgreSQL is not yet supported"), "{err}");
+async fn an_unreachable_postgres_is_reported_with_the_password_redacted() {
+    let url = fleetd::store::DatabaseUrl::parse("postgres://fleet:pw@127.0.0.1:1/fleet").unwrap();
+    let err = format!("{:#}", fleetd::store::open(&url).await.err().unwrap());
     assert!(
-        err.contains("postgres://fleet:***@db/fleet"),
-        "password is redacted: {err}"
+        err.contains("postgres://fleet:***@127.0.0.1:1/fleet"),
+        "{err}"
     );
+    assert!(!err.contains(":pw@"), "password is redacted: {err}");
 }
 
-#[tokio::test]
-async fn moves_keep_the_whole_subtree_within_the_depth_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+async fn moves_keep_the_whole_subtree_within_the_depth_limit(db: TestDb) {
+    let store = db.open().await;
     let actor = Actor::admin();
     let max = fleetd::domain::group::MAX_HIERARCHY_DEPTH;
 
@@ -350,3 +386,63 @@ async fn moves_keep_the_whole_subtree_within_the_depth_limit() {
         .unwrap();
     assert_eq!(moved.path.split('/').count(), max);
 }
+
+/// Two replicas (two stores on one database) update one group with the
+/// same expected version at once: exactly one write wins, every other gets
+/// a version conflict naming both versions, and the audit trail holds
+/// exactly the winning update.
+async fn concurrent_writers_through_two_stores_lose_no_update(db: TestDb) {
+    let (a, b) = (db.open().await, db.open().await);
+    let actor = Actor::admin();
+    let g = a
+        .create_device_group(&actor, spec("shared", None))
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (id, actor) = (g.id.clone(), actor.clone());
+            tokio::spawn(async move {
+                let mut s = spec("shared", None);
+                s.description = format!("writer {i}");
+                store.update_device_group(&actor, &id, 1, s).await
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for w in writers {
+        match w.await.unwrap() {
+            Ok(g) => won.push(g),
+            Err(StoreError::VersionConflict {
+                expected: 1,
+                current: 2,
+                ..
+            }) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one writer wins");
+    let stored = b.get_device_group(&g.id).await.unwrap();
+    assert_eq!(
+        (stored.version, &stored.description),
+        (2, &won[0].description)
+    );
+    let updates = a
+        .audit_events(ObjectKind::DeviceGroup, &g.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == AuditAction::Update)
+        .count();
+    assert_eq!(updates, 1);
+}
+
+store_tests!(
+    concurrent_writers_through_two_stores_lose_no_update,
+    versions_start_at_one_and_increment,
+    every_write_is_audited,
+    hierarchy_rules,
+    lists_by_id_with_a_cursor,
+    the_database_is_migrated_and_persistent,
+    moves_keep_the_whole_subtree_within_the_depth_limit,
+);

@@ -1,0 +1,1066 @@
+//! [`EngineStore`] on PostgreSQL.
+//!
+//! Every method runs in one transaction on the store's connection. Device
+//! transitions use prepared (cached) statements guarded by the state they
+//! leave (`… WHERE state = 'pending'`), so a transition happens at most
+//! once whatever runs concurrently, and each one adds to a
+//! [`CountsDelta`] that is written to the rollout row in the same
+//! transaction.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::db::{
+    self, params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use super::{membership, rollouts, time, write, PgStore};
+use crate::domain::duration;
+use crate::domain::query::Query;
+use crate::domain::rollout_engine::{
+    self as eng, Action, Baseline, Counts, CountsDelta, DeviceRecord, DeviceState, Outcome,
+    Progress, RateAnchor, ResultEffect, RollbackState, Status, TimeoutMode, TimeoutOutcome,
+};
+use crate::store::engine::{
+    Applied, Assignment, EngineEvent, EngineGuard, EngineRollout, RolloutDevice, UpdateOutcome,
+};
+use crate::store::{EngineStore, ObjectKind, Rollout, StoreError};
+
+/// Actor of the engine's audit rows.
+const ENGINE_ACTOR: &str = "engine";
+/// Devices handled per [`Action::ExpireTimeouts`].
+const EXPIRE_BATCH: i64 = eng::DEFAULT_BATCH_SIZE as i64;
+/// Guard for recursive group walks (the hierarchy is at most 16 deep).
+const MAX_DEPTH: i64 = 10_000;
+
+#[async_trait]
+impl EngineStore for PgStore {
+    async fn current_assignment(
+        &self,
+        device_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Assignment>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.call(move |conn| current_assignment(conn, &device_id, now))
+            .await
+    }
+
+    async fn record_result(
+        &self,
+        device_id: &str,
+        rollout_id: &str,
+        outcome: UpdateOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (device_id, rollout_id) = (device_id.to_owned(), rollout_id.to_owned());
+        self.call(move |conn| {
+            immediate(conn, |tx| {
+                record_result(tx, &device_id, &rollout_id, &outcome, at)
+            })
+        })
+        .await
+    }
+
+    /// Only the rollouts this replica holds a lease on (see
+    /// `leases`), renewing and claiming leases as it goes.
+    async fn engine_rollout_ids(&self) -> Result<Vec<String>, StoreError> {
+        let (holder, ttl) = (self.holder.clone(), self.lease_ttl);
+        self.call(move |conn| write(conn, |tx, now| super::leases::claim(tx, &holder, ttl, now)))
+            .await
+    }
+
+    async fn engine_rollout(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<EngineRollout, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| load(conn, &id, now)).await
+    }
+
+    async fn apply_engine_action(
+        &self,
+        id: &str,
+        guard: EngineGuard,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| immediate(conn, |tx| apply(tx, &id, guard, &action, now)))
+            .await
+    }
+
+    async fn get_rollout_device(
+        &self,
+        rollout_id: &str,
+        device_id: &str,
+    ) -> Result<RolloutDevice, StoreError> {
+        let (rollout_id, device_id) = (rollout_id.to_owned(), device_id.to_owned());
+        self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "{DEVICE_SELECT} WHERE rollout_id = ?1 AND device_id = ?2"
+            ))?
+            .query_row(params![rollout_id, device_id], device_from_row)
+            .optional()?
+            .ok_or_else(|| not_found(ObjectKind::Device, &device_id))
+        })
+        .await
+    }
+
+    async fn list_rollout_devices(
+        &self,
+        rollout_id: &str,
+        state: Option<DeviceState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RolloutDevice>, StoreError> {
+        let (rollout_id, after) = (rollout_id.to_owned(), after.map(str::to_owned));
+        let limit = i64::from(limit.min(crate::store::MAX_PAGE_SIZE + 1));
+        self.call(move |conn| {
+            // Separate statements so that each is an index range scan.
+            let after = after.unwrap_or_default();
+            let rows = match state {
+                Some(state) => conn
+                    .prepare_cached(&format!(
+                        "{DEVICE_SELECT} WHERE rollout_id = ?1 AND state = ?2 AND device_id > ?3
+                          ORDER BY device_id LIMIT ?4"
+                    ))?
+                    .query_map(
+                        params![rollout_id, state.as_str(), after, limit],
+                        device_from_row,
+                    )?
+                    .collect::<db::Result<_>>()?,
+                None => conn
+                    .prepare_cached(&format!(
+                        "{DEVICE_SELECT} WHERE rollout_id = ?1 AND device_id > ?2
+                          ORDER BY device_id LIMIT ?3"
+                    ))?
+                    .query_map(params![rollout_id, after, limit], device_from_row)?
+                    .collect::<db::Result<_>>()?,
+            };
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn engine_events(&self, rollout_id: &str) -> Result<Vec<EngineEvent>, StoreError> {
+        let rollout_id = rollout_id.to_owned();
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT at, detail FROM audit_log
+                  WHERE object_kind = 'rollout' AND object_id = ?1 AND detail IS NOT NULL
+                  ORDER BY seq",
+            )?;
+            let mut rows = stmt.query([rollout_id])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let at = time::parse(&r.get::<_, String>(0)?)?;
+                let detail: String = r.get(1)?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&detail).map_err(StoreError::backend)?;
+                let text = |k: &str| match &v[k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                out.push(EngineEvent {
+                    at,
+                    kind: text("kind"),
+                    from: text("from"),
+                    to: text("to"),
+                    reason: text("reason"),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn recount_rollout(&self, rollout_id: &str) -> Result<(Counts, Counts), StoreError> {
+        let rollout_id = rollout_id.to_owned();
+        self.call(move |conn| {
+            let stored = progress_row(conn, &rollout_id)?.counts;
+            let mut scanned = Counts::default();
+            let mut stmt = conn.prepare_cached(
+                "SELECT state, COUNT(*), SUM((attempt > 0)::int) FROM rollout_devices
+                  WHERE rollout_id = ?1 GROUP BY state",
+            )?;
+            let mut rows = stmt.query([&rollout_id])?;
+            while let Some(r) = rows.next()? {
+                let state = parse_state(&r.get::<_, String>(0)?)?;
+                let n: u64 = r.get(1)?;
+                let ever_assigned: u64 = r.get(2)?;
+                scanned.targeted += n;
+                scanned.assigned += ever_assigned;
+                *match state {
+                    DeviceState::Pending => &mut scanned.pending,
+                    DeviceState::InProgress => &mut scanned.in_progress,
+                    DeviceState::Succeeded => &mut scanned.succeeded,
+                    DeviceState::Failed => &mut scanned.failed,
+                    DeviceState::RolledBack => &mut scanned.rolled_back,
+                    DeviceState::Cancelled => &mut scanned.cancelled,
+                } += n;
+            }
+            Ok((stored, scanned))
+        })
+        .await
+    }
+}
+
+/// Runs `f` in a write transaction (holding the store's write lock) and
+/// commits it.
+fn immediate<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+fn not_found(kind: ObjectKind, id: &str) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+fn conflict(message: impl Into<String>) -> StoreError {
+    StoreError::Conflict {
+        field: None,
+        message: message.into(),
+    }
+}
+
+fn bad_value(what: &str, value: &str) -> db::Error {
+    db::Error::FromSqlConversionFailure(
+        0,
+        db::types::Type::Text,
+        format!("unexpected {what} {value:?} in the database").into(),
+    )
+}
+
+fn parse_state(s: &str) -> db::Result<DeviceState> {
+    DeviceState::parse(s).ok_or_else(|| bad_value("device state", s))
+}
+
+fn parse_rollback(s: Option<String>) -> db::Result<Option<RollbackState>> {
+    s.map(|s| RollbackState::parse(&s).ok_or_else(|| bad_value("rollback state", &s)))
+        .transpose()
+}
+
+fn opt_time(s: Option<String>) -> db::Result<Option<DateTime<Utc>>> {
+    s.as_deref().map(time::parse).transpose()
+}
+
+fn count(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+// ------------------------------------------------------------------ progress
+
+/// The engine columns of a rollout row.
+struct ProgressRow {
+    status: Status,
+    counts: Counts,
+    progress: Progress,
+    firmware_id: String,
+    device_timeout: String,
+    max_retries: u32,
+    version: i64,
+}
+
+fn progress_row(conn: &Connection, id: &str) -> Result<ProgressRow, StoreError> {
+    conn.prepare_cached(
+        "SELECT status, count_targeted, count_pending, count_in_progress, count_succeeded,
+                count_failed, count_rolled_back, count_cancelled, count_assigned,
+                engine_started_at, engine_cleaned_at, current_phase, phase_completed_at,
+                rate_anchor_at, rate_anchor_assigned, baseline_succeeded, baseline_failed,
+                targets_refreshed_at, firmware_id, device_timeout, max_retries, version
+           FROM rollouts WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        let status: String = r.get(0)?;
+        let status = Status::parse(&status).ok_or_else(|| bad_value("rollout status", &status))?;
+        let counts = Counts {
+            targeted: count(r.get(1)?),
+            pending: count(r.get(2)?),
+            in_progress: count(r.get(3)?),
+            succeeded: count(r.get(4)?),
+            failed: count(r.get(5)?),
+            rolled_back: count(r.get(6)?),
+            cancelled: count(r.get(7)?),
+            assigned: count(r.get(8)?),
+        };
+        let rate_anchor = opt_time(r.get(13)?)?.map(|at| RateAnchor {
+            at,
+            assigned: count(r.get(14).unwrap_or(0)),
+        });
+        let progress = Progress {
+            status,
+            counts,
+            started_at: opt_time(r.get(9)?)?,
+            cleaned_up: r.get::<_, Option<String>>(10)?.is_some(),
+            current_phase: count(r.get(11)?) as usize,
+            phase_completed_at: opt_time(r.get(12)?)?,
+            rate_anchor,
+            baseline: Baseline {
+                succeeded: count(r.get(15)?),
+                failed: count(r.get(16)?),
+            },
+            targets_refreshed_at: opt_time(r.get(17)?)?,
+            expired: 0,
+            expired_final: 0,
+        };
+        Ok(ProgressRow {
+            status,
+            counts,
+            progress,
+            firmware_id: r.get(18)?,
+            device_timeout: r.get(19)?,
+            max_retries: r.get(20)?,
+            version: r.get(21)?,
+        })
+    })
+    .optional()?
+    .ok_or_else(|| not_found(ObjectKind::Rollout, id))
+}
+
+fn load(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<EngineRollout, StoreError> {
+    let rollout = rollouts::get(conn, id)?;
+    let row = progress_row(conn, id)?;
+    let mut progress = row.progress;
+    let (expired, expired_final): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM((attempt > ?3)::int), 0) FROM rollout_devices
+              WHERE rollout_id = ?1 AND state = 'in_progress' AND deadline <= ?2",
+        )?
+        .query_row(params![id, time::to_text(now), row.max_retries], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    progress.expired = count(expired);
+    progress.expired_final = count(expired_final);
+    Ok(EngineRollout { rollout, progress })
+}
+
+/// Adds `delta` to a rollout's counters.
+fn write_counts(tx: &Connection, id: &str, d: &CountsDelta, now: &str) -> Result<(), StoreError> {
+    if d.is_zero() {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "UPDATE rollouts
+            SET count_targeted = count_targeted + ?2, count_pending = count_pending + ?3,
+                count_in_progress = count_in_progress + ?4,
+                count_succeeded = count_succeeded + ?5, count_failed = count_failed + ?6,
+                count_rolled_back = count_rolled_back + ?7,
+                count_cancelled = count_cancelled + ?8, count_assigned = count_assigned + ?9,
+                updated_at = ?10
+          WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        d.targeted,
+        d.pending,
+        d.in_progress,
+        d.succeeded,
+        d.failed,
+        d.rolled_back,
+        d.cancelled,
+        d.assigned,
+        now
+    ])?;
+    Ok(())
+}
+
+/// Records an engine change in the audit log (the rollout's version does
+/// not move: the engine is not an editor of the definition).
+#[allow(clippy::too_many_arguments)]
+fn audit(
+    tx: &Connection,
+    id: &str,
+    version: i64,
+    now: &str,
+    kind: &str,
+    from: &str,
+    to: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let detail = serde_json::json!({ "kind": kind, "from": from, "to": to, "reason": reason });
+    tx.prepare_cached(
+        "INSERT INTO audit_log
+             (at, actor, action, object_kind, object_id, before_version, after_version, detail)
+         VALUES (?1, ?2, 'update', 'rollout', ?3, ?4, ?4, ?5)",
+    )?
+    .execute(params![now, ENGINE_ACTOR, id, version, detail.to_string()])?;
+    tracing::info!(
+        rollout = id,
+        kind,
+        from,
+        to,
+        reason,
+        "rollout {kind} changed"
+    );
+    Ok(())
+}
+
+fn set_status(
+    tx: &Connection,
+    row: &ProgressRow,
+    id: &str,
+    to: Status,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let now_text = time::to_text(now);
+    tx.prepare_cached("UPDATE rollouts SET status = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, to.as_str(), now_text])?;
+    audit(
+        tx,
+        id,
+        row.version,
+        &now_text,
+        "status",
+        row.status.as_str(),
+        to.as_str(),
+        reason,
+    )?;
+    if to.is_terminal() {
+        clean_up(tx, row, id, to, now)
+    } else {
+        Ok(0)
+    }
+}
+
+fn timeout_secs(row: &ProgressRow) -> i64 {
+    duration::parse("device_timeout", &row.device_timeout)
+        .unwrap_or(crate::domain::rollout::DEFAULT_DEVICE_TIMEOUT_SECS)
+        .min(crate::domain::rollout::MAX_DEVICE_TIMEOUT_SECS) as i64
+}
+
+/// The end of a rollout: pending devices and assignments nobody fetched
+/// yet are cancelled; on `rolled_back`, devices that updated get their
+/// previous firmware assigned back (where it is known).
+fn clean_up(
+    tx: &Connection,
+    row: &ProgressRow,
+    id: &str,
+    status: Status,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let now_text = time::to_text(now);
+    let reason = format!("rollout {status} before this device was updated");
+    let mut delta = CountsDelta::default();
+    let n = tx
+        .prepare_cached(
+            "UPDATE rollout_devices SET state = 'cancelled', reason = ?2, updated_at = ?3
+              WHERE rollout_id = ?1 AND state = 'pending'",
+        )?
+        .execute(params![id, reason, now_text])? as u64;
+    delta.moved(DeviceState::Pending, DeviceState::Cancelled, n);
+    let m = tx
+        .prepare_cached(
+            "UPDATE rollout_devices SET state = 'cancelled', reason = ?2, updated_at = ?3
+              WHERE rollout_id = ?1 AND state = 'in_progress' AND delivered_at IS NULL",
+        )?
+        .execute(params![id, reason, now_text])? as u64;
+    delta.moved(DeviceState::InProgress, DeviceState::Cancelled, m);
+    let mut rolled = 0;
+    if status == Status::RolledBack {
+        let deadline = time::to_text(now + Duration::seconds(timeout_secs(row)));
+        rolled = tx
+            .prepare_cached(
+                "UPDATE rollout_devices
+                    SET state = 'rolled_back', rollback_state = 'pending',
+                        reason = 'rollout rolled back: previous firmware reassigned',
+                        assigned_at = ?2, deadline = ?3, updated_at = ?2
+                  WHERE rollout_id = ?1 AND state = 'succeeded'
+                    AND previous_firmware_id IS NOT NULL",
+            )?
+            .execute(params![id, now_text, deadline])? as u64;
+        delta.moved(DeviceState::Succeeded, DeviceState::RolledBack, rolled);
+    }
+    write_counts(tx, id, &delta, &now_text)?;
+    tx.prepare_cached("UPDATE rollouts SET engine_cleaned_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now_text])?;
+    Ok(n + m + rolled)
+}
+
+// ------------------------------------------------------------------ targets
+
+/// Ids of the devices a rollout targets now: static and query members of
+/// its target groups and of their subgroups, whose hardware the firmware
+/// supports. Sorted.
+fn target_devices(conn: &Connection, rollout: &Rollout) -> Result<BTreeSet<String>, StoreError> {
+    let ids_json = serde_json::to_string(&rollout.target_group_ids).map_err(StoreError::backend)?;
+    let groups: Vec<(String, Option<String>)> = conn
+        .prepare_cached(
+            "WITH RECURSIVE sub (id, depth) AS (
+                 SELECT value, 0 FROM json_array_elements_text(?1::json)
+                 UNION
+                 SELECT g.id, s.depth + 1 FROM device_groups g JOIN sub s ON g.parent_id = s.id
+                  WHERE s.depth < ?2
+             )
+             SELECT DISTINCT g.id, g.query FROM sub JOIN device_groups g ON g.id = sub.id",
+        )?
+        .query_map(params![ids_json, MAX_DEPTH], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<db::Result<_>>()?;
+    let hardware: String = conn
+        .prepare_cached("SELECT hardware FROM firmware WHERE id = ?1")?
+        .query_row([&rollout.firmware_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| not_found(ObjectKind::Firmware, &rollout.firmware_id))?;
+    let group_ids: Vec<&str> = groups.iter().map(|(id, _)| id.as_str()).collect();
+    let groups_json = serde_json::to_string(&group_ids).map_err(StoreError::backend)?;
+
+    let mut out = BTreeSet::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT m.device_id FROM device_group_members m
+           JOIN devices d ON d.id = m.device_id
+          WHERE m.group_id IN (SELECT value FROM json_array_elements_text(?1::json))
+            AND d.hardware IN (SELECT value FROM json_array_elements_text(?2::json))",
+    )?;
+    let mut rows = stmt.query(params![groups_json, hardware])?;
+    while let Some(r) = rows.next()? {
+        out.insert(r.get(0)?);
+    }
+
+    let queries: Vec<Query> = groups
+        .iter()
+        .filter_map(|(id, q)| membership::parse_stored_query(id, q.as_deref()))
+        .collect();
+    if !queries.is_empty() {
+        let supported: HashSet<String> =
+            serde_json::from_str(&hardware).map_err(StoreError::backend)?;
+        membership::for_each_device(conn, |facts, _| {
+            if supported.contains(&facts.hardware) && queries.iter().any(|q| q.matches(facts)) {
+                out.insert(facts.id.clone());
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+/// Adds the rollout's current targets that are not in it yet, as pending.
+fn add_targets(
+    tx: &Connection,
+    rollout: &Rollout,
+    now: &str,
+    delta: &mut CountsDelta,
+) -> Result<u64, StoreError> {
+    let targets = target_devices(tx, rollout)?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO rollout_devices (rollout_id, device_id, state, attempt, updated_at)
+         VALUES (?1, ?2, 'pending', 0, ?3)",
+    )?;
+    let mut added = 0;
+    for device_id in &targets {
+        added += stmt.execute(params![rollout.id, device_id, now])? as u64;
+    }
+    delta.targets_added(added);
+    Ok(added)
+}
+
+// ------------------------------------------------------------------ actions
+
+fn apply(
+    tx: &Transaction<'_>,
+    id: &str,
+    guard: EngineGuard,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<Applied, StoreError> {
+    let row = progress_row(tx, id)?;
+    if row.version != guard.version
+        || row.status != guard.status
+        || row.progress.current_phase != guard.current_phase
+    {
+        return Ok(Applied::Stale);
+    }
+    let now_text = time::to_text(now);
+    let mut delta = CountsDelta::default();
+    let devices =
+        match action {
+            Action::Wait { .. } => 0,
+            Action::Start => {
+                let rollout = rollouts::get(tx, id)?;
+                let added = add_targets(tx, &rollout, &now_text, &mut delta)?;
+                write_counts(tx, id, &delta, &now_text)?;
+                delta = CountsDelta::default();
+                let counts = progress_row(tx, id)?.counts;
+                tx.prepare_cached(
+                    "UPDATE rollouts
+                    SET count_targeted = ?2, engine_started_at = ?3, targets_refreshed_at = ?3,
+                        rate_anchor_at = ?3, rate_anchor_assigned = count_assigned,
+                        baseline_succeeded = count_succeeded,
+                        baseline_failed = count_failed + count_rolled_back
+                  WHERE id = ?1",
+                )?
+                // Before the start `count_targeted` held an estimate made when
+                // the rollout was written; from now on it is exact.
+                .execute(params![
+                    id,
+                    (counts.pending + counts.in_progress + counts.finished()) as i64,
+                    now_text
+                ])?;
+                let reason = format!("started: {added} devices targeted");
+                set_status(tx, &row, id, Status::Running, &reason, now)?;
+                added
+            }
+            Action::Resume => {
+                tx.prepare_cached(
+                    "UPDATE rollouts
+                    SET rate_anchor_at = ?2, rate_anchor_assigned = count_assigned,
+                        baseline_succeeded = count_succeeded,
+                        baseline_failed = count_failed + count_rolled_back
+                  WHERE id = ?1",
+                )?
+                .execute(params![id, now_text])?;
+                set_status(
+                    tx,
+                    &row,
+                    id,
+                    Status::Running,
+                    "resumed; the failure threshold counts results from now on",
+                    now,
+                )?
+            }
+            Action::SetStatus { to, reason } => set_status(tx, &row, id, *to, reason, now)?,
+            Action::FailureAction { action, reason } => {
+                set_status(tx, &row, id, eng::status_for(*action), reason, now)?
+            }
+            Action::CleanUp => clean_up(tx, &row, id, row.status, now)?,
+            Action::RefreshTargets => {
+                let rollout = rollouts::get(tx, id)?;
+                let added = add_targets(tx, &rollout, &now_text, &mut delta)?;
+                tx.prepare_cached("UPDATE rollouts SET targets_refreshed_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now_text])?;
+                if added > 0 {
+                    tracing::info!(
+                        rollout = id,
+                        added,
+                        "continuous rollout: new devices targeted"
+                    );
+                }
+                added
+            }
+            Action::ExpireTimeouts {
+                mode,
+                max_retries,
+                deadline,
+            } => expire(tx, id, *mode, *max_retries, *deadline, now, &mut delta)?,
+            Action::CompletePhase { phase } => {
+                tx.prepare_cached("UPDATE rollouts SET phase_completed_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now_text])?;
+                audit(
+                    tx,
+                    id,
+                    row.version,
+                    &now_text,
+                    "phase",
+                    &(phase + 1).to_string(),
+                    &(phase + 1).to_string(),
+                    "every device of the phase finished; soaking",
+                )?;
+                0
+            }
+            Action::AdvancePhase { to } => {
+                tx.prepare_cached(
+                    "UPDATE rollouts SET current_phase = ?2, phase_completed_at = NULL,
+                        updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, *to as i64, now_text])?;
+                audit(
+                    tx,
+                    id,
+                    row.version,
+                    &now_text,
+                    "phase",
+                    &(row.progress.current_phase + 1).to_string(),
+                    &(to + 1).to_string(),
+                    "soak elapsed; next phase",
+                )?;
+                0
+            }
+            Action::SetRateAnchor(anchor) => {
+                tx.prepare_cached(
+                "UPDATE rollouts SET rate_anchor_at = ?2, rate_anchor_assigned = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, time::to_text(anchor.at), anchor.assigned as i64])?;
+                0
+            }
+            Action::Assign {
+                count,
+                phase,
+                deadline,
+            } => assign(tx, id, &row, *count, *phase, *deadline, now, &mut delta)?,
+        };
+    write_counts(tx, id, &delta, &now_text)?;
+    Ok(Applied::Done { devices })
+}
+
+/// Assigns up to `count` pending devices, in device id order. Devices
+/// that were deleted are cancelled instead; devices busy with another
+/// rollout (in progress, or being rolled back) wait for a later tick.
+#[allow(clippy::too_many_arguments)]
+fn assign(
+    tx: &Connection,
+    id: &str,
+    row: &ProgressRow,
+    count: u64,
+    phase: usize,
+    deadline: DateTime<Utc>,
+    now: DateTime<Utc>,
+    delta: &mut CountsDelta,
+) -> Result<u64, StoreError> {
+    let now_text = time::to_text(now);
+    let deadline = time::to_text(deadline);
+    let product: String = tx
+        .prepare_cached("SELECT product FROM firmware WHERE id = ?1")?
+        .query_row([&row.firmware_id], |r| r.get(0))?;
+    let mut candidates = tx.prepare_cached(
+        "SELECT rd.device_id, EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
+           FROM rollout_devices rd
+          WHERE rd.rollout_id = ?1 AND rd.state = 'pending'
+            AND (NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
+                 OR NOT EXISTS (
+                SELECT 1 FROM rollout_devices o
+                 WHERE o.device_id = rd.device_id AND o.rollout_id <> rd.rollout_id
+                   AND (o.state = 'in_progress'
+                        OR (o.state = 'rolled_back'
+                            AND o.rollback_state IN ('pending', 'delivered')))))
+          ORDER BY rd.device_id LIMIT ?2",
+    )?;
+    // The previous firmware: the release of this product the device
+    // reports running, else the one it last updated to in another rollout.
+    let mut update = tx.prepare_cached(
+        "UPDATE rollout_devices
+            SET state = 'in_progress', attempt = 1, phase = ?3, assigned_at = ?4, deadline = ?5,
+                delivered_at = NULL, reason = NULL, updated_at = ?4,
+                previous_firmware_id = COALESCE(
+                    (SELECT f.id FROM devices d
+                       JOIN firmware f ON f.product = ?6 AND f.release_version = d.firmware_version
+                      WHERE d.id = ?2 AND f.id <> ?7),
+                    (SELECT r.firmware_id FROM rollout_devices o
+                       JOIN rollouts r ON r.id = o.rollout_id
+                       JOIN firmware f ON f.id = r.firmware_id
+                      WHERE o.device_id = ?2 AND o.rollout_id <> ?1 AND o.state = 'succeeded'
+                        AND f.product = ?6 AND f.id <> ?7
+                      ORDER BY o.updated_at DESC LIMIT 1))
+          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'pending'",
+    )?;
+    let mut cancel = tx.prepare_cached(
+        "UPDATE rollout_devices SET state = 'cancelled', reason = 'device deleted',
+                updated_at = ?3
+          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'pending'",
+    )?;
+    let mut assigned = 0u64;
+    let mut touched = 0u64;
+    while assigned < count {
+        let want = (count - assigned) as i64;
+        let batch: Vec<(String, bool)> = candidates
+            .query_map(params![id, want], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<db::Result<_>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        let mut cancelled = 0;
+        for (device_id, exists) in batch {
+            if exists {
+                let n = update.execute(params![
+                    id,
+                    device_id,
+                    phase as i64,
+                    now_text,
+                    deadline,
+                    product,
+                    row.firmware_id
+                ])? as u64;
+                delta.moved(DeviceState::Pending, DeviceState::InProgress, n);
+                assigned += n;
+            } else {
+                let n = cancel.execute(params![id, device_id, now_text])? as u64;
+                delta.moved(DeviceState::Pending, DeviceState::Cancelled, n);
+                cancelled += n;
+            }
+        }
+        touched += cancelled;
+        if cancelled == 0 {
+            // A full batch was assigned; no need to query again.
+            break;
+        }
+    }
+    Ok(assigned + touched)
+}
+
+/// Times out in-progress devices past their deadline (one batch).
+fn expire(
+    tx: &Connection,
+    id: &str,
+    mode: TimeoutMode,
+    max_retries: u32,
+    deadline: DateTime<Utc>,
+    now: DateTime<Utc>,
+    delta: &mut CountsDelta,
+) -> Result<u64, StoreError> {
+    let now_text = time::to_text(now);
+    let only_final = mode == TimeoutMode::FinalOnly;
+    let expired: Vec<(String, u32)> = tx
+        .prepare_cached(
+            "SELECT device_id, attempt FROM rollout_devices
+              WHERE rollout_id = ?1 AND state = 'in_progress' AND deadline <= ?2
+                AND (NOT ?3 OR attempt > ?4)
+              ORDER BY deadline LIMIT ?5",
+        )?
+        .query_map(
+            params![id, now_text, only_final, max_retries, EXPIRE_BATCH],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<db::Result<_>>()?;
+    let mut retry = tx.prepare_cached(
+        "UPDATE rollout_devices
+            SET attempt = ?3, assigned_at = ?4, deadline = ?5, delivered_at = NULL,
+                reason = ?6, updated_at = ?4
+          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'in_progress'",
+    )?;
+    let mut fail = tx.prepare_cached(
+        "UPDATE rollout_devices SET state = 'failed', reason = ?3, updated_at = ?4
+          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'in_progress'",
+    )?;
+    let deadline = time::to_text(deadline);
+    let mut changed = 0;
+    for (device_id, attempt) in expired {
+        match eng::on_timeout(attempt, max_retries, mode) {
+            TimeoutOutcome::Retry { attempt: next } => {
+                let reason = format!("attempt {attempt} timed out; retrying");
+                changed +=
+                    retry.execute(params![id, device_id, next, now_text, deadline, reason])? as u64;
+            }
+            TimeoutOutcome::Fail { reason } => {
+                let n = fail.execute(params![id, device_id, reason, now_text])? as u64;
+                delta.moved(DeviceState::InProgress, DeviceState::Failed, n);
+                changed += n;
+            }
+            TimeoutOutcome::Keep => {}
+        }
+    }
+    Ok(changed)
+}
+
+// ------------------------------------------------------------------ devices
+
+fn record_result(
+    tx: &Transaction<'_>,
+    device_id: &str,
+    rollout_id: &str,
+    outcome: &UpdateOutcome,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let row = progress_row(tx, rollout_id)?;
+    let device: Option<(String, Option<String>, bool)> = tx
+        .prepare_cached(
+            "SELECT state, rollback_state, previous_firmware_id IS NOT NULL FROM rollout_devices
+              WHERE rollout_id = ?1 AND device_id = ?2",
+        )?
+        .query_row(params![rollout_id, device_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((state, rollback, has_previous)) = device else {
+        return Err(not_found(ObjectKind::Device, device_id));
+    };
+    let record = DeviceRecord {
+        state: parse_state(&state)?,
+        rollback: parse_rollback(rollback)?,
+        has_previous,
+    };
+    let outcome = match outcome {
+        UpdateOutcome::Succeeded => Outcome::Succeeded,
+        UpdateOutcome::Failed { reason } => Outcome::Failed {
+            reason: reason.clone(),
+        },
+        UpdateOutcome::RolledBack => Outcome::RolledBack,
+    };
+    let effect = eng::apply_result(&record, &outcome, row.status)
+        .map_err(|e| conflict(format!("device {device_id} in rollout {rollout_id}: {e}")))?;
+    let at_text = time::to_text(at);
+    match effect {
+        ResultEffect::Unchanged => {}
+        ResultEffect::Transition {
+            state,
+            rollback,
+            reason,
+        } => {
+            let deadline = time::to_text(at + Duration::seconds(timeout_secs(&row)));
+            let n = tx
+                .prepare_cached(
+                    "UPDATE rollout_devices
+                        SET state = ?3, rollback_state = ?4, reason = ?5, updated_at = ?6,
+                            assigned_at = CASE WHEN ?4 IS NULL THEN assigned_at ELSE ?6 END,
+                            deadline = CASE WHEN ?4 IS NULL THEN deadline ELSE ?7 END
+                      WHERE rollout_id = ?1 AND device_id = ?2 AND state = ?8",
+                )?
+                .execute(params![
+                    rollout_id,
+                    device_id,
+                    state.as_str(),
+                    rollback.map(RollbackState::as_str),
+                    reason,
+                    at_text,
+                    deadline,
+                    record.state.as_str()
+                ])? as u64;
+            let mut delta = CountsDelta::default();
+            delta.moved(record.state, state, n);
+            write_counts(tx, rollout_id, &delta, &at_text)?;
+        }
+        ResultEffect::Rollback { rollback, reason } => {
+            tx.prepare_cached(
+                "UPDATE rollout_devices
+                    SET rollback_state = ?3, reason = COALESCE(?4, reason), updated_at = ?5
+                  WHERE rollout_id = ?1 AND device_id = ?2",
+            )?
+            .execute(params![
+                rollout_id,
+                device_id,
+                rollback.as_str(),
+                reason,
+                at_text
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn current_assignment(
+    conn: &mut Connection,
+    device_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Assignment>, StoreError> {
+    struct Candidate {
+        rollout_id: String,
+        rollback: Option<RollbackState>,
+        attempt: u32,
+        assigned_at: Option<DateTime<Utc>>,
+        deadline: Option<DateTime<Utc>>,
+        delivered: bool,
+        firmware_id: Option<String>,
+        running: bool,
+    }
+    let candidates: Vec<Candidate> = conn
+        .prepare_cached(
+            "SELECT rd.rollout_id, rd.rollback_state, rd.attempt, rd.assigned_at, rd.deadline,
+                    rd.delivered_at IS NOT NULL, rd.previous_firmware_id, r.firmware_id, r.status
+               FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
+              WHERE rd.device_id = ?1
+                AND (rd.state = 'in_progress'
+                     OR (rd.state = 'rolled_back' AND rd.rollback_state IN ('pending', 'delivered')))
+              ORDER BY rd.assigned_at, rd.rollout_id",
+        )?
+        .query_map([device_id], |r| {
+            let rollback = parse_rollback(r.get(1)?)?;
+            let previous: Option<String> = r.get(6)?;
+            let target: String = r.get(7)?;
+            let status: String = r.get(8)?;
+            Ok(Candidate {
+                rollout_id: r.get(0)?,
+                firmware_id: if rollback.is_some() {
+                    previous
+                } else {
+                    Some(target)
+                },
+                rollback,
+                attempt: r.get(2)?,
+                assigned_at: opt_time(r.get(3)?)?,
+                deadline: opt_time(r.get(4)?)?,
+                delivered: r.get(5)?,
+                running: status == Status::Running.as_str(),
+            })
+        })?
+        .collect::<db::Result<_>>()?;
+
+    for c in candidates {
+        let first_delivery = match c.rollback {
+            Some(rb) => rb == RollbackState::Pending,
+            None => !c.delivered,
+        };
+        // Not fetched yet: only while the rollout runs (a rollback is
+        // handed out whatever the status, it is the rollout's last act).
+        if c.rollback.is_none() && first_delivery && !c.running {
+            continue;
+        }
+        let Some(firmware_id) = c.firmware_id else {
+            continue;
+        };
+        let firmware = conn
+            .prepare_cached(
+                "SELECT release_version, url, sha256, size_bytes, signature FROM firmware
+                  WHERE id = ?1",
+            )?
+            .query_row([&firmware_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        let Some((firmware_version, url, sha256, size_bytes, signature)) = firmware else {
+            tracing::warn!(device_id, firmware_id, "assigned firmware no longer exists");
+            continue;
+        };
+        if first_delivery {
+            let now_text = time::to_text(now);
+            immediate(conn, |tx| {
+                if c.rollback.is_some() {
+                    tx.prepare_cached(
+                        "UPDATE rollout_devices SET rollback_state = 'delivered', updated_at = ?3
+                          WHERE rollout_id = ?1 AND device_id = ?2 AND rollback_state = 'pending'",
+                    )?
+                    .execute(params![c.rollout_id, device_id, now_text])?;
+                } else {
+                    tx.prepare_cached(
+                        "UPDATE rollout_devices SET delivered_at = ?3, updated_at = ?3
+                          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'in_progress'
+                            AND delivered_at IS NULL",
+                    )?
+                    .execute(params![c.rollout_id, device_id, now_text])?;
+                }
+                Ok(())
+            })?;
+        }
+        return Ok(Some(Assignment {
+            rollout_id: c.rollout_id,
+            firmware_id,
+            firmware_version,
+            url,
+            sha256,
+            size_bytes,
+            signature,
+            attempt: c.attempt.max(1),
+            assigned_at: c.assigned_at.unwrap_or(now),
+            deadline: c.deadline.unwrap_or(now),
+        }));
+    }
+    Ok(None)
+}
+
+const DEVICE_SELECT: &str = "SELECT rollout_id, device_id, state, attempt, phase, assigned_at,
+                                    deadline, delivered_at, previous_firmware_id,
+                                    rollback_state, reason, updated_at
+                               FROM rollout_devices";
+
+fn device_from_row(r: &Row<'_>) -> db::Result<RolloutDevice> {
+    Ok(RolloutDevice {
+        rollout_id: r.get(0)?,
+        device_id: r.get(1)?,
+        state: parse_state(&r.get::<_, String>(2)?)?,
+        attempt: r.get(3)?,
+        phase: r.get(4)?,
+        assigned_at: opt_time(r.get(5)?)?,
+        deadline: opt_time(r.get(6)?)?,
+        delivered_at: opt_time(r.get(7)?)?,
+        previous_firmware_id: r.get(8)?,
+        rollback: parse_rollback(r.get(9)?)?,
+        reason: r.get(10)?,
+        updated_at: time::parse(&r.get::<_, String>(11)?)?,
+    })
+}

@@ -1,0 +1,23 @@
+//! Timestamps as stored: RFC 3339 text in UTC with millisecond precision.
+//!
+//! The same representation as the SQLite store's: text sorts
+//! chronologically, reads well in `psql` and maps directly onto the API's
+//! RFC 3339 strings.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::db;
+
+pub(super) fn to_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub(super) fn now_text() -> String {
+    to_text(Utc::now())
+}
+
+pub(super) fn parse(s: &str) -> db::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| db::Error::FromSqlConversionFailure(0, db::types::Type::Text, e.into()))
+}
