@@ -196,6 +196,55 @@ fn hcl_snippets_in_docs_are_formatted() -> Result<()> {
     Ok(())
 }
 
+/// Relative links between pages lead to files that exist, and `#nested…`
+/// anchors to an `<a id>` on the page.
+#[test]
+fn links_between_pages_resolve() -> Result<()> {
+    let root = workspace_root();
+    let mut pages = Vec::new();
+    md_tree(&root.join("docs"), &mut pages)?;
+    pages.push(root.join("README.md"));
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page)?;
+        let rel = page
+            .strip_prefix(&root)
+            .unwrap_or(page)
+            .display()
+            .to_string();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("](") {
+            let after = &rest[i + 2..];
+            let Some(end) = after.find(')') else { break };
+            let target = &after[..end];
+            rest = &after[end..];
+            if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let dest = if file.is_empty() {
+                page.clone()
+            } else {
+                page.parent().unwrap().join(file)
+            };
+            if !dest.exists() {
+                broken.push(format!("{rel}: {target} (no such file)"));
+                continue;
+            }
+            if anchor.starts_with("nested") {
+                let dest_text = std::fs::read_to_string(&dest)?;
+                if !dest_text.contains(&format!("<a id=\"{anchor}\"></a>")) {
+                    broken.push(format!("{rel}: {target} (no such anchor)"));
+                }
+            }
+        }
+    }
+    if !broken.is_empty() {
+        bail!("broken links in the docs:\n{}", broken.join("\n"));
+    }
+    Ok(())
+}
+
 /// Every example directory the docs are made from.
 fn example_dirs() -> Result<Vec<PathBuf>> {
     let ex = workspace_root().join("examples");
