@@ -182,12 +182,49 @@ def bench_device(n, phase_secs, bins):
             fleetd.wait()
 
 
-def bench_engine(n):
+def bench_engine(n, data_dir):
     """`cargo bench -p fleetd --bench engine` at n devices (includes `fleetd serve` on the result)."""
     out = subprocess.run(["cargo", "bench", "-q", "-p", "fleetd", "--bench", "engine", "--",
-                          "--devices", str(n), "--json"],
+                          "--devices", str(n), "--data-dir", data_dir, "--json"],
                          cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def interleaved_status_reads(runs, reads=2000):
+    """GET /v1/rollouts/{id} against one fleetd per engine size, all running at
+    once, reads alternating between them: the sizes see the same machine load.
+    Returns {devices: (p50_us, p99_us)} (Python's http.client adds the same
+    constant to every size)."""
+    import http.client
+    procs, conns = [], []
+    try:
+        for r, data in runs:
+            # The engine bench's own fleetd was killed: its address file is stale.
+            if os.path.exists(os.path.join(data, "admin.addr")):
+                os.remove(os.path.join(data, "admin.addr"))
+            proc, endpoint, token = start_fleetd(data)
+            procs.append(proc)
+            host, port = endpoint[len("http://"):].rsplit(":", 1)
+            conns.append((r, http.client.HTTPConnection(host, int(port)), token))
+        time.sleep(1.5)
+        lat = {r["devices"]: [] for r, _, _ in conns}
+        for _ in range(reads):
+            for r, c, token in conns:
+                t0 = time.perf_counter()
+                c.request("GET", f"/v1/rollouts/{r['rollout_id']}", headers={"Authorization": f"Bearer {token}"})
+                resp = c.getresponse()
+                resp.read()
+                lat[r["devices"]].append(time.perf_counter() - t0)
+                assert resp.status == 200, resp.status
+        out = {}
+        for n, l in lat.items():
+            l.sort()
+            out[n] = (l[len(l) // 2] * 1e6, l[int(len(l) * 0.99) - 1] * 1e6)
+        return out
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def steady(r):
@@ -266,8 +303,15 @@ def main():
     engine = []
     if "engine" in only:
         raw["engine"] = engine
+        engine_tmp = tempfile.TemporaryDirectory(prefix="fleetform-bench-engine-")
+        dirs = []
         for n in [int(s) for s in args.engine_sizes.split(",")]:
-            engine.append(bench_engine(n))
+            d = os.path.join(engine_tmp.name, str(n))
+            engine.append(bench_engine(n, d))
+            dirs.append(d)
+        inter = interleaved_status_reads(list(zip(engine, dirs)))
+        raw["status_interleaved"] = {str(k): v for k, v in inter.items()}
+        engine_tmp.cleanup()
         base = engine[0]
         for r in engine:
             n = r["devices"]
@@ -293,6 +337,16 @@ def main():
                              f"p50 {bs['http_status_p50_us']:.0f} µs at {base['devices']:,}", ratio,
                              "≤ 1.5x, p99 < 5 ms" if target else "—",
                              (ratio <= 1.5 and s["http_status_p99_us"] < 5000) if target else None))
+        b50 = inter[base["devices"]][0]
+        for r in engine:
+            n = r["devices"]
+            p50, p99 = inter[n]
+            target = n >= 1_000_000
+            rows.append((f"rollout status read (GET /v1/rollouts/{{id}}, HTTP, all sizes served at once, "
+                         f"reads interleaved), {n:,} targets", f"p50 {p50:.0f} µs, p99 {p99:.0f} µs",
+                         f"p50 {b50:.0f} µs at {base['devices']:,}", p50 / b50,
+                         "≤ 1.5x, p99 < 5 ms" if target else "—",
+                         (p50 / b50 <= 1.5 and p99 < 5000) if target else None))
         for r in engine:
             n = r["devices"]
             s = r.get("serve") or {}
