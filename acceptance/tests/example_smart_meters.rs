@@ -108,7 +108,11 @@ fn smart_meters_example_end_to_end() -> Result<()> {
     wd.set_env("TF_VAR_pause_rollouts", "true");
     let s = wd.apply(&hcl)?;
     ensure!(
-        s.addresses().iter().filter(|a| !a.contains("data.")).count() == 37,
+        s.addresses()
+            .iter()
+            .filter(|a| !a.contains("data."))
+            .count()
+            == 37,
         "the composition creates the whole fleet: {:?}",
         s.addresses()
     );

@@ -126,7 +126,10 @@ fn an_unreachable_postgres_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let out = fleetd(
         dir.path(),
-        &["--database-url", "postgres://fleet:hunter2@127.0.0.1:1/fleet"],
+        &[
+            "--database-url",
+            "postgres://fleet:hunter2@127.0.0.1:1/fleet",
+        ],
     )
     .output()
     .unwrap();
