@@ -121,7 +121,7 @@ fn invalid_input_fails_at_plan_naming_the_attribute() -> Result<()> {
         ),
         &[
             "Invalid value for name",
-            "' ' is not allowed",
+            "invalid character ' ' in \"has space\"",
             "with fleet_device_group.bad",
         ],
     )?;

@@ -18,6 +18,13 @@ run "staging_with_safe_defaults" {
       sha256     = "AB12CD34EF56AB12CD34EF56AB12CD34EF56AB12CD34EF56AB12CD34EF56AB12"
       size_bytes = 1048576
     }
+    # Held, so that it cannot complete (its group is empty) before the
+    # promotion gate below is tried.
+    paused = true
+  }
+  assert {
+    condition     = fleet_firmware_rollout.this.state == "paused"
+    error_message = "paused = true must hold the rollout."
   }
   assert {
     condition     = [for p in fleet_firmware_rollout.this.phase : p.percent] == [1, 10, 50, 100]
