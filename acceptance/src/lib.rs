@@ -59,6 +59,30 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// Copies a directory of Terraform configuration (a module, an example)
+/// without Terraform's local state: `.terraform/`, the lock file and
+/// `*.tfstate*`.
+pub fn copy_config_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".terraform"
+            || name == ".terraform.lock.hcl"
+            || name.to_string_lossy().contains(".tfstate")
+        {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type()?.is_dir() {
+            copy_config_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// The Terraform CLI to drive.
 pub fn terraform_path() -> PathBuf {
     if let Some(p) = std::env::var_os("TF_ACC_TERRAFORM_PATH") {

@@ -7,7 +7,6 @@
 //! succeeds, and `staged-rollout` refuses to roll out into the drifting
 //! group.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use acceptance::devices::{self, Devices};
@@ -16,24 +15,6 @@ use anyhow::{bail, ensure, Context, Result};
 use fleet_sim::sim::Role;
 use fleet_sim::{Factory, SimConfig};
 use serde_json::Value as Json;
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == ".terraform" || name.to_string_lossy().starts_with("terraform.tfstate") {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
 
 fn config(rollout: Option<f64>) -> String {
     let mut hcl = r#"
@@ -137,7 +118,7 @@ fn start(cfg: SimConfig, factory: &Factory) -> Result<Devices> {
 fn drift_and_silence_show_in_terraform_and_gate_rollouts() -> Result<()> {
     let fleetd = Fleetd::start_with(&["--engine-interval", "200ms"])?;
     let wd = Workdir::new(&fleetd)?;
-    copy_dir(
+    acceptance::copy_config_dir(
         &workspace_root().join("modules"),
         &wd.path().join("modules"),
     )?;

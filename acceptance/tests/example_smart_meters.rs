@@ -6,7 +6,6 @@
 //! production starts with the module's safe default (a 1% canary, then a
 //! soak).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use acceptance::devices::{self, Devices};
@@ -14,24 +13,6 @@ use acceptance::{workspace_root, Fleetd, Workdir};
 use anyhow::{bail, ensure, Context, Result};
 use fleet_sim::Factory;
 use serde_json::Value as Json;
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == ".terraform" || name.to_string_lossy().starts_with("terraform.tfstate") {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
 
 fn rollout(fleetd: &Fleetd, id: &str) -> Result<Json> {
     fleetd
@@ -87,8 +68,8 @@ fn smart_meters_example_end_to_end() -> Result<()> {
     let fleetd = Fleetd::start_with(&["--engine-interval", "200ms"])?;
     let mut wd = Workdir::new(&fleetd)?;
     let root = workspace_root();
-    copy_dir(&root.join("examples/smart-meters"), wd.path())?;
-    copy_dir(&root.join("modules"), &wd.path().join("modules"))?;
+    acceptance::copy_config_dir(&root.join("examples/smart-meters"), wd.path())?;
+    acceptance::copy_config_dir(&root.join("modules"), &wd.path().join("modules"))?;
     let main = wd.path().join("main.tf");
     let hcl = std::fs::read_to_string(&main)?.replace("../../modules/", "./modules/");
     std::fs::write(&main, &hcl)?;

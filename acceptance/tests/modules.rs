@@ -2,40 +2,19 @@
 //! module's own `terraform test` suite, against a real fleetd through the
 //! real provider; plus the README ↔ variables/outputs sync check.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use acceptance::{workspace_root, Acc, Workdir};
 use anyhow::{bail, Context, Result};
 
 const MODULES: &[&str] = &["fleet-foundation", "device-fleet", "staged-rollout"];
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == ".terraform"
-            || name == ".terraform.lock.hcl"
-            || name.to_string_lossy().ends_with(".tfstate")
-        {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
 /// Runs `terraform validate` and `terraform test` on a copy of the module.
 fn module_test(module: &str) -> Result<()> {
     let acc = Acc::new()?;
     let src: PathBuf = workspace_root().join("modules").join(module);
     let wd = Workdir::new(&acc.fleetd)?;
-    copy_dir(&src, wd.path())?;
+    acceptance::copy_config_dir(&src, wd.path())?;
     wd.ok(&["init", "-backend=false", "-input=false", "-no-color"])
         .context("terraform init")?;
     wd.ok(&["validate", "-no-color"])
