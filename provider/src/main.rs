@@ -16,6 +16,19 @@ fn main() -> ExitCode {
     }
     let debug = args.iter().any(|a| a == "-debug" || a == "--debug");
     plugin_server::init_logging();
+    let opts = ServeOpts {
+        provider_address: "registry.terraform.io/fleetform/fleet".to_string(),
+        debug,
+    };
+    // The handshake line goes out before the runtime is built: Terraform
+    // waits for it at every provider start.
+    let started = match plugin_server::start(&opts) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("terraform-provider-fleet: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -26,14 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = ServeOpts {
-        provider_address: "registry.terraform.io/fleetform/fleet".to_string(),
-        debug,
-    };
-    match runtime.block_on(plugin_server::serve(
-        ProviderService::new(FleetProvider),
-        opts,
-    )) {
+    match runtime.block_on(started.serve(ProviderService::new(FleetProvider))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("terraform-provider-fleet: {e:#}");

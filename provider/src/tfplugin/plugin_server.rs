@@ -77,14 +77,44 @@ pub struct ServeOpts {
     pub debug: bool,
 }
 
-/// Serves `provider` as a go-plugin gRPC plugin until Terraform asks it to
-/// shut down (or, in debug mode, until Ctrl-C).
+/// A plugin server that has bound its port and told Terraform where it is:
+/// what [`start`] returns, before any async runtime exists.
+#[derive(Debug)]
+pub struct Started {
+    server: PluginServer,
+    debug: bool,
+}
+
+/// Checks the launch, binds the listener and writes the handshake line (or,
+/// in debug mode, the reattach instructions) to stdout. Synchronous on
+/// purpose: Terraform waits for this line at every provider start, so it
+/// goes out before the async runtime and the gRPC stack are built.
 ///
 /// Returns an error (so `main` exits 1) when not launched by a plugin host,
-/// when protocol 6 is not offered, or when the server cannot start.
-pub async fn serve<P: Provider>(provider: P, opts: ServeOpts) -> anyhow::Result<()> {
+/// when protocol 6 is not offered, or when the port cannot be bound.
+pub fn start(opts: &ServeOpts) -> anyhow::Result<Started> {
     if opts.debug {
-        return serve_debug(provider, &opts).await;
+        let server = PluginServer::bind(ServerConfig {
+            client_cert_pem: None,
+            ports: PortRange::EPHEMERAL,
+        })?;
+        let reattach = reattach_providers_json(
+            &opts.provider_address,
+            std::process::id(),
+            server.local_addr(),
+        );
+        let mut out = std::io::stdout().lock();
+        write!(
+            out,
+            "Provider started. To attach Terraform CLI, set the TF_REATTACH_PROVIDERS environment variable with the following:\n\n\
+             \tTF_REATTACH_PROVIDERS='{reattach}'\n\n"
+        )
+        .and_then(|()| out.flush())
+        .context("writing the reattach instructions")?;
+        return Ok(Started {
+            server,
+            debug: true,
+        });
     }
 
     if std::env::var(MAGIC_COOKIE_KEY).ok().as_deref() != Some(MAGIC_COOKIE_VALUE) {
@@ -97,17 +127,12 @@ pub async fn serve<P: Provider>(provider: P, opts: ServeOpts) -> anyhow::Result<
     let client_cert_pem = std::env::var("PLUGIN_CLIENT_CERT")
         .ok()
         .filter(|s| !s.trim().is_empty());
-    if client_cert_pem.is_none() {
-        tracing::info!("PLUGIN_CLIENT_CERT is not set: serving without TLS");
-    }
-
+    let plaintext = client_cert_pem.is_none();
     let server = PluginServer::bind(ServerConfig {
         client_cert_pem,
         ports,
-    })
-    .await?;
+    })?;
     let line = server.handshake_line(version);
-    tracing::debug!(address = %server.local_addr(), "plugin address");
     {
         let mut out = std::io::stdout().lock();
         out.write_all(line.as_bytes())
@@ -115,47 +140,39 @@ pub async fn serve<P: Provider>(provider: P, opts: ServeOpts) -> anyhow::Result<
             .and_then(|()| out.flush())
             .context("writing the handshake line to stdout")?;
     }
-
-    // Like go-plugin: Ctrl-C in the terminal reaches the whole process
-    // group; Terraform handles it (StopProvider, then Shutdown), so the
-    // plugin must not die of SIGINT on its own.
-    tokio::spawn(async {
-        let mut count = 0u64;
-        while tokio::signal::ctrl_c().await.is_ok() {
-            count += 1;
-            tracing::trace!(count, "plugin received interrupt signal, ignoring");
-        }
-    });
-
-    server.run(provider, std::future::pending()).await
+    if plaintext {
+        tracing::info!("PLUGIN_CLIENT_CERT is not set: serving without TLS");
+    }
+    tracing::debug!(address = %server.local_addr(), "plugin address");
+    Ok(Started {
+        server,
+        debug: false,
+    })
 }
 
-async fn serve_debug<P: Provider>(provider: P, opts: &ServeOpts) -> anyhow::Result<()> {
-    let server = PluginServer::bind(ServerConfig {
-        client_cert_pem: None,
-        ports: PortRange::EPHEMERAL,
-    })
-    .await?;
-    let reattach = reattach_providers_json(
-        &opts.provider_address,
-        std::process::id(),
-        server.local_addr(),
-    );
-    {
-        let mut out = std::io::stdout().lock();
-        write!(
-            out,
-            "Provider started. To attach Terraform CLI, set the TF_REATTACH_PROVIDERS environment variable with the following:\n\n\
-             \tTF_REATTACH_PROVIDERS='{reattach}'\n\n"
-        )
-        .and_then(|()| out.flush())
-        .context("writing the reattach instructions")?;
+impl Started {
+    /// Serves `provider` until Terraform asks the plugin to shut down (or,
+    /// in debug mode, until Ctrl-C). Must run inside a Tokio runtime.
+    pub async fn serve<P: Provider>(self, provider: P) -> anyhow::Result<()> {
+        if self.debug {
+            let ctrl_c = async {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("interrupted, shutting down");
+            };
+            return self.server.run(provider, ctrl_c).await;
+        }
+        // Like go-plugin: Ctrl-C in the terminal reaches the whole process
+        // group; Terraform handles it (StopProvider, then Shutdown), so the
+        // plugin must not die of SIGINT on its own.
+        tokio::spawn(async {
+            let mut count = 0u64;
+            while tokio::signal::ctrl_c().await.is_ok() {
+                count += 1;
+                tracing::trace!(count, "plugin received interrupt signal, ignoring");
+            }
+        });
+        self.server.run(provider, std::future::pending()).await
     }
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("interrupted, shutting down");
-    };
-    server.run(provider, ctrl_c).await
 }
 
 /// The `TF_REATTACH_PROVIDERS` value for a debug-mode server.
@@ -264,7 +281,7 @@ pub struct ServerConfig {
 
 /// A bound, not yet serving, plugin server.
 pub struct PluginServer {
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     local_addr: SocketAddr,
     tls: Option<(TlsAcceptor, CertificateDer<'static>)>,
 }
@@ -281,7 +298,7 @@ impl std::fmt::Debug for PluginServer {
 impl PluginServer {
     /// Binds 127.0.0.1 on the first free port of `config.ports` and, with a
     /// client certificate, prepares AutoMTLS with a fresh server identity.
-    pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
+    pub fn bind(config: ServerConfig) -> anyhow::Result<Self> {
         let tls = match &config.client_cert_pem {
             None => None,
             Some(pem) => {
@@ -291,7 +308,7 @@ impl PluginServer {
                 Some((TlsAcceptor::from(server_config), identity.cert_der))
             }
         };
-        let listener = bind_listener(config.ports).await?;
+        let listener = bind_listener(config.ports)?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
@@ -355,11 +372,9 @@ impl PluginServer {
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
 
         let (conn_tx, conn_rx) = mpsc::channel::<PluginIo>(16);
-        let acceptor = tokio::spawn(accept_loop(
-            self.listener,
-            self.tls.map(|(a, _)| a),
-            conn_tx,
-        ));
+        let listener =
+            TcpListener::from_std(self.listener).context("registering the plugin listener")?;
+        let acceptor = tokio::spawn(accept_loop(listener, self.tls.map(|(a, _)| a), conn_tx));
         let incoming =
             tokio_stream::wrappers::ReceiverStream::new(conn_rx).map(Ok::<_, std::io::Error>);
 
@@ -398,11 +413,17 @@ impl PluginServer {
     }
 }
 
-async fn bind_listener(ports: PortRange) -> anyhow::Result<TcpListener> {
+/// A non-blocking std listener (no runtime needed yet; [`PluginServer::run`]
+/// hands it to Tokio).
+fn bind_listener(ports: PortRange) -> anyhow::Result<std::net::TcpListener> {
     let mut last_err = None;
     for port in ports.min..=ports.max {
-        match TcpListener::bind(("127.0.0.1", port)).await {
-            Ok(l) => return Ok(l),
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => {
+                l.set_nonblocking(true)
+                    .context("making the plugin listener non-blocking")?;
+                return Ok(l);
+            }
             Err(e) => last_err = Some(e),
         }
     }
@@ -944,7 +965,6 @@ mod tests {
             client_cert_pem,
             ports: PortRange::EPHEMERAL,
         })
-        .await
         .unwrap();
         let line = server.handshake_line(PROTOCOL_VERSION);
         let addr = server.local_addr();
@@ -1248,7 +1268,6 @@ mod tests {
             client_cert_pem: Some(pem_of(&client_der)),
             ports: PortRange::EPHEMERAL,
         })
-        .await
         .unwrap();
         let line = server.handshake_line(6);
         assert!(!line.contains('\n'));
@@ -1289,7 +1308,6 @@ mod tests {
             client_cert_pem: None,
             ports: PortRange::EPHEMERAL,
         })
-        .await
         .unwrap();
         let line = plain.handshake_line(6);
         assert_eq!(
@@ -1349,9 +1367,9 @@ mod tests {
             max: port,
         };
         // Taken: binding fails rather than wandering off.
-        assert!(bind_listener(range).await.is_err());
+        assert!(bind_listener(range).is_err());
         drop(probe);
-        let l = bind_listener(range).await.unwrap();
+        let l = bind_listener(range).unwrap();
         assert_eq!(l.local_addr().unwrap().port(), port);
         assert!(l.local_addr().unwrap().ip().is_loopback());
     }
@@ -1439,7 +1457,6 @@ mod tests {
             client_cert_pem: None,
             ports: PortRange::EPHEMERAL,
         })
-        .await
         .unwrap();
         let addr = server.local_addr();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
