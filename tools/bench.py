@@ -93,21 +93,58 @@ def timed(cmd, cwd, env):
     return time.perf_counter() - t0
 
 
-def handshake_time(binary, runs):
-    """Seconds from exec to the go-plugin handshake line on stdout."""
+def handshake_time(binary, runs, args=()):
+    """Seconds from exec to the go-plugin handshake line on stdout (median).
+
+    posix_spawn (vfork + exec) and a bare pipe, so that the harness adds as
+    little as it can to what is measured; the same for every binary."""
+    env = dict(os.environ, TF_PLUGIN_MAGIC_COOKIE=COOKIE, PLUGIN_PROTOCOL_VERSIONS="5,6",
+               PLUGIN_MIN_PORT="10000", PLUGIN_MAX_PORT="25000")
+    env.pop("PLUGIN_CLIENT_CERT", None)
+    devnull = os.open(os.devnull, os.O_WRONLY)
     times = []
-    for _ in range(runs):
-        env = dict(os.environ, TF_PLUGIN_MAGIC_COOKIE=COOKIE, PLUGIN_PROTOCOL_VERSIONS="5,6",
-                   PLUGIN_MIN_PORT="10000", PLUGIN_MAX_PORT="25000")
-        env.pop("PLUGIN_CLIENT_CERT", None)
-        t0 = time.perf_counter()
-        p = subprocess.Popen([binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        p.stdout.readline()
-        times.append(time.perf_counter() - t0)
-        p.kill()
-        p.wait()
+    try:
+        for _ in range(runs):
+            r, w = os.pipe()
+            actions = [(os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, devnull, 2), (os.POSIX_SPAWN_CLOSE, r)]
+            t0 = time.perf_counter()
+            pid = os.posix_spawn(binary, [binary, *args], env, file_actions=actions)
+            os.close(w)
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = os.read(r, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+            times.append(time.perf_counter() - t0)
+            os.close(r)
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+    finally:
+        os.close(devnull)
     return statistics.median(times)
 
+
+def proc_cpu_secs(pid):
+    """User + system CPU seconds of a running process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_secs():
+    """User + system CPU seconds of every waited-for descendant so far
+    (Terraform and the provider processes it started and reaped)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def state_bytes_per_resource(d, n):
+    with open(os.path.join(d, "terraform.tfstate")) as f:
+        return len(f.read()) / n
 
 
 AWS_IOT_JOBS_MAX_PER_MIN = 1000.0  # AWS IoT Jobs: maximum rollout rate, devices per minute
@@ -134,18 +171,35 @@ def bench_terraform(n, runs, bins, mirror, rows):
                         'provider "fleet" {}\n'
                         f'resource "fleet_device_group" "g" {{\n  count = {n}\n  name  = "group-${{count.index}}"\n'
                         '  tags  = { bench = "true" }\n}\n')
-            with open(os.path.join(null_dir, "main.tf"), "w") as f:
-                f.write(f'terraform {{\n  required_providers {{\n    null = {{ source = "hashicorp/null", version = "{NULL_VERSION}" }}\n  }}\n}}\n'
-                        f'resource "null_resource" "r" {{\n  count = {n}\n  triggers = {{ bench = "true" }}\n}}\n')
+            write_null_config(null_dir, n, {"bench": "true"})
             env_fleet = tf_env(rc_fleet, {"FLEET_ENDPOINT": endpoint, "FLEET_TOKEN": token})
             env_null = tf_env(rc_null)
             sh([TF, "init", "-input=false"], cwd=null_dir, env=env_null, stdout=subprocess.DEVNULL)
 
-            applies = {"fleet": [], "null": []}
-            plans = {"fleet": [], "null": []}
+            # A third configuration: null_resource whose triggers make its state
+            # as large as a fleet_device_group's (measured below, after the first
+            # fleet apply). Terraform core rewrites and compares the whole state
+            # after every resource it applies, so its own cost grows with the
+            # state's size; this anchor separates that from our processes' work.
+            pad_dir = os.path.join(tmp, "null-padded")
+            os.makedirs(pad_dir)
+            applies = {"fleet": [], "null": [], "null-padded": []}
+            plans = {"fleet": [], "null": [], "null-padded": []}
+            cpu = {"fleet": [], "null": [], "null-padded": []}
+            fleetd_cpu = []
+            state_bytes = {}
+            configs = [("fleet", fleet_dir, env_fleet), ("null", null_dir, env_null), ("null-padded", pad_dir, env_null)]
             for _ in range(max(1, runs // 2)):
-                for name, d, env in (("fleet", fleet_dir, env_fleet), ("null", null_dir, env_null)):
+                for name, d, env in configs:
+                    if name == "null-padded" and not os.path.exists(os.path.join(pad_dir, ".terraform")):
+                        write_null_config(pad_dir, n, padded_triggers(state_bytes["fleet"], state_bytes["null"]))
+                        sh([TF, "init", "-input=false"], cwd=pad_dir, env=env_null, stdout=subprocess.DEVNULL)
+                    c0, f0 = children_cpu_secs(), proc_cpu_secs(fleetd.pid)
                     applies[name].append(timed([TF, "apply", "-auto-approve", "-input=false"], d, env))
+                    cpu[name].append(children_cpu_secs() - c0)
+                    if name == "fleet":
+                        fleetd_cpu.append(proc_cpu_secs(fleetd.pid) - f0)
+                    state_bytes[name] = state_bytes_per_resource(d, n)
                     for _ in range(2):
                         plans[name].append(timed([TF, "plan", "-input=false", "-detailed-exitcode"], d, env))
                     timed([TF, "destroy", "-auto-approve", "-input=false"], d, env)
@@ -154,14 +208,47 @@ def bench_terraform(n, runs, bins, mirror, rows):
                     timed([TF, "destroy", "-auto-approve", "-input=false"], d, env)
             af, an = statistics.median(applies["fleet"]), statistics.median(applies["null"])
             pf, pn = statistics.median(plans["fleet"]), statistics.median(plans["null"])
+            ap_, pp = statistics.median(applies["null-padded"]), statistics.median(plans["null-padded"])
             rows.append((f"apply (create) {n} resources", f"{af:.2f} s", f"{an:.2f} s (null_resource)",
                          af / an, "≤ 1.0x", af / an <= 1.0))
             rows.append((f"plan with refresh, {n} resources", f"{pf:.2f} s", f"{pn:.2f} s (null_resource)",
                          pf / pn, "≤ 1.0x", pf / pn <= 1.0))
-            return {"n": n, "apply": applies, "plan": plans}
+            sf, sn, sp = state_bytes["fleet"], state_bytes["null"], state_bytes["null-padded"]
+            rows.append((f"apply (create) {n} resources, anchor with the same state size",
+                         f"{af:.2f} s", f"{ap_:.2f} s (null_resource, {sp:.0f} B/resource)", af / ap_, "report", None))
+            rows.append((f"plan with refresh, {n} resources, anchor with the same state size",
+                         f"{pf:.2f} s", f"{pp:.2f} s (null_resource, {sp:.0f} B/resource)", pf / pp, "report", None))
+            cf, cn, cp = (statistics.median(cpu[k]) for k in ("fleet", "null", "null-padded"))
+            fd = statistics.median(fleetd_cpu)
+            rows.append((f"apply {n}: CPU of Terraform + provider; of fleetd; state B/resource",
+                         f"{cf:.2f} s; {fd:.2f} s; {sf:.0f} B", f"{cn:.2f} s; —; {sn:.0f} B (null_resource)",
+                         (cf + fd) / cn, "report", None))
+            return {"n": n, "apply": applies, "plan": plans, "cpu": cpu, "fleetd_cpu": fleetd_cpu,
+                    "state_bytes": state_bytes}
         finally:
             fleetd.kill()
             fleetd.wait()
+
+
+def write_null_config(d, n, triggers):
+    body = "".join(f'    {k} = "{v}"\n' for k, v in triggers.items())
+    with open(os.path.join(d, "main.tf"), "w") as f:
+        f.write(f'terraform {{\n  required_providers {{\n    null = {{ source = "hashicorp/null", version = "{NULL_VERSION}" }}\n  }}\n}}\n'
+                f'resource "null_resource" "r" {{\n  count = {n}\n  triggers = {{\n{body}  }}\n}}\n')
+
+
+def padded_triggers(fleet_bytes, null_bytes):
+    """Triggers that grow a null_resource's state by about the difference
+    (each `"kNN": "vvvv…"` entry adds its text plus indentation)."""
+    triggers = {"bench": "true"}
+    missing = fleet_bytes - null_bytes
+    i = 0
+    while missing > 40:
+        key, value = f"pad{i:02d}", "x" * 24
+        triggers[key] = value
+        missing -= len(key) + len(value) + 16
+        i += 1
+    return triggers
 
 
 def bench_device(n, phase_secs, bins):
@@ -273,11 +360,18 @@ def main():
     mirror, null_bin = null_provider() if only & {"handshake", "terraform"} else (None, None)
 
     if "handshake" in only:
-        hs_ours = handshake_time(ours, hs_runs)
-        hs_null = handshake_time(null_bin, hs_runs)
-        raw["handshake"] = {"ours": hs_ours, "null": hs_null}
-        rows.append(("provider start → handshake line", f"{hs_ours*1000:.1f} ms", f"{hs_null*1000:.1f} ms (Go null)",
+        hs_ours, hs_null, hs_floor = [], [], []
+        for _ in range(3):  # interleaved rounds: the three see the same load
+            hs_ours.append(handshake_time(ours, hs_runs))
+            hs_null.append(handshake_time(null_bin, hs_runs))
+            # The floor: a process that prints one line and does nothing else.
+            hs_floor.append(handshake_time(shutil.which("echo") or "/bin/echo", hs_runs, ("1|6|tcp|x|grpc|",)))
+        hs_ours, hs_null, hs_floor = (statistics.median(x) for x in (hs_ours, hs_null, hs_floor))
+        raw["handshake"] = {"ours": hs_ours, "null": hs_null, "echo": hs_floor}
+        rows.append(("provider start → handshake line", f"{hs_ours*1000:.2f} ms", f"{hs_null*1000:.2f} ms (Go null)",
                      hs_ours / hs_null, "≤ 0.1x", hs_ours / hs_null <= 0.1))
+        rows.append(("process floor: exec → one line (`echo`)", f"{hs_floor*1000:.2f} ms",
+                     f"{hs_null*1000:.2f} ms (Go null)", hs_floor / hs_null, "report", None))
 
     if "terraform" in only:
         raw["terraform"] = [bench_terraform(int(n), args.runs, bins, mirror, rows) for n in args.sizes.split(",")]
