@@ -449,6 +449,28 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> R
     bail!("timed out after {timeout:?} waiting for {what}")
 }
 
+/// Polls `read` until `done` holds for the value it returns, and returns
+/// that value. A failing `read` ends the wait with its error; on timeout
+/// the error shows the last value read.
+pub fn wait_until<T: std::fmt::Display>(
+    what: &str,
+    timeout: Duration,
+    mut read: impl FnMut() -> Result<T>,
+    done: impl Fn(&T) -> bool,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = read()?;
+        if done(&value) {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}; last seen: {value}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub(crate) fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();

@@ -7,11 +7,11 @@
 //! succeeds, and `staged-rollout` refuses to roll out into the drifting
 //! group.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use acceptance::devices::{self, Devices};
 use acceptance::{workspace_root, Fleetd, Workdir};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use fleet_sim::sim::Role;
 use fleet_sim::{Factory, SimConfig};
 use serde_json::Value as Json;
@@ -87,17 +87,12 @@ fn wait_compliance(
     what: &str,
     done: impl Fn(&Json) -> bool,
 ) -> Result<Json> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let c = compliance(fleetd, group)?;
-        if done(&c) {
-            return Ok(c);
-        }
-        if Instant::now() > deadline {
-            bail!("compliance never {what}: {c}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    acceptance::wait_until(
+        &format!("compliance of {group} {what}"),
+        Duration::from_secs(120),
+        || compliance(fleetd, group),
+        done,
+    )
 }
 
 fn sim(fleetd: &Fleetd, n: usize, prefix: &str) -> Result<SimConfig> {
@@ -183,17 +178,16 @@ fn drift_and_silence_show_in_terraform_and_gate_rollouts() -> Result<()> {
     let hcl = config(Some(0.5));
     let s = wd.apply(&hcl)?;
     let rollout = s.str("module.meter_fw_2.fleet_firmware_rollout.this", "id")?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = fleetd
-            .get(&format!("/v1/rollouts/{rollout}"))?
-            .context("rollout")?;
-        if r["status"] == "completed" {
-            break;
-        }
-        ensure!(Instant::now() < deadline, "rollout never completed: {r}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    acceptance::wait_until(
+        "the rollout to complete",
+        Duration::from_secs(120),
+        || {
+            fleetd
+                .get(&format!("/v1/rollouts/{rollout}"))?
+                .context("rollout")
+        },
+        |r| r["status"] == "completed",
+    )?;
 
     // A few more meters join after the rollout and fall silent.
     let mut late = sim(&fleetd, 5, "meter-prod-late")?;

@@ -5,11 +5,11 @@
 //! must match the simulator's own ledger exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use acceptance::devices::{self, Devices};
 use acceptance::{Fleetd, Workdir};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use fleet_api::device_api::UpdateOutcome;
 use fleet_sim::factory::DeviceCredentials;
 use fleet_sim::{Event, Factory};
@@ -59,17 +59,12 @@ impl Line {
 
     /// Polls fleetd until the rollout's status is one of `want`.
     fn wait_status(&self, id: &str, want: &[&str], timeout: Duration) -> Result<Json> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let r = self.rollout(id)?;
-            if want.contains(&r["status"].as_str().unwrap_or_default()) {
-                return Ok(r);
-            }
-            if Instant::now() > deadline {
-                bail!("rollout never reached {want:?}: {r}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        acceptance::wait_until(
+            &format!("rollout {id} to reach {want:?}"),
+            timeout,
+            || self.rollout(id),
+            |r| want.contains(&r["status"].as_str().unwrap_or_default()),
+        )
     }
 }
 
@@ -340,11 +335,12 @@ fn the_rollback_action_reassigns_the_previous_firmware() -> Result<()> {
     let v1 = s.str("fleet_firmware.v1", "id")?;
     line.wait_status(&id, &["rolled_back"], Duration::from_secs(120))?;
     // Wait for the devices to take their rollback assignments.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let r = line.rollout(&id)?;
-        let c = counts(&r);
-        if c["in_progress"] == 0 && c["rolled_back"] > 0 {
+    let done = acceptance::wait_until(
+        "the rollback to settle",
+        Duration::from_secs(60),
+        || line.rollout(&id),
+        |r| {
+            let c = counts(r);
             let back = devices
                 .ledger
                 .entries()
@@ -353,13 +349,9 @@ fn the_rollback_action_reassigns_the_previous_firmware() -> Result<()> {
                     matches!(&e.event, Event::Reported { firmware_id, .. } if *firmware_id == v1)
                 })
                 .count() as i64;
-            if back == c["rolled_back"] {
-                break r;
-            }
-        }
-        ensure!(Instant::now() < deadline, "rollback never settled: {r}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+            c["in_progress"] == 0 && c["rolled_back"] > 0 && back == c["rolled_back"]
+        },
+    )?;
     let report = devices.stop()?;
 
     // Exactly the devices that installed 2.0.0 got 1.0.0 assigned back.
@@ -411,19 +403,19 @@ fn kill_9_mid_rollout_then_restart_completes_with_exact_counts() -> Result<()> {
     let s = line.wd.apply(&hcl)?;
     let id = s.str("fleet_firmware_rollout.v2", "id")?;
     // Mid-rollout: the canary phase reported, the rest not yet done.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = line.rollout(&id)?;
-        let c = counts(&r);
-        if c["succeeded"] + c["failed"] >= 60 && r["status"] == "running" {
-            break;
-        }
-        ensure!(
-            r["status"] == "running" && Instant::now() < deadline,
-            "not mid-rollout: {r}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    acceptance::wait_until(
+        "the canary phase's reports",
+        Duration::from_secs(120),
+        || {
+            let r = line.rollout(&id)?;
+            ensure!(r["status"] == "running", "not mid-rollout: {r}");
+            Ok(r)
+        },
+        |r| {
+            let c = counts(r);
+            c["succeeded"] + c["failed"] >= 60
+        },
+    )?;
     line.fleetd.kill9_and_restart()?;
     let before = line.rollout(&id)?;
     ensure!(before["status"] == "running", "{before}");

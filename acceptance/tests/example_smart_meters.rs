@@ -6,11 +6,11 @@
 //! production starts with the module's safe default (a 1% canary, then a
 //! soak).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use acceptance::devices::{self, Devices};
 use acceptance::{workspace_root, Fleetd, Workdir};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use fleet_sim::Factory;
 use serde_json::Value as Json;
 
@@ -27,17 +27,12 @@ fn wait_rollout(
     timeout: Duration,
     done: impl Fn(&Json) -> bool,
 ) -> Result<Json> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let r = rollout(fleetd, id)?;
-        if done(&r) {
-            return Ok(r);
-        }
-        if Instant::now() > deadline {
-            bail!("rollout never {what}: {r}");
-        }
-        std::thread::sleep(Duration::from_millis(150));
-    }
+    acceptance::wait_until(
+        &format!("rollout {id} {what}"),
+        timeout,
+        || rollout(fleetd, id),
+        done,
+    )
 }
 
 fn group_by_path(fleetd: &Fleetd, path: &str) -> Result<Json> {
