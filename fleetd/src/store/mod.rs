@@ -23,7 +23,11 @@ mod fleet_model;
 mod model;
 pub mod pki;
 mod pki_model;
+// The modules under `sql/` are one source compiled into each backend
+// (`#[path]`), each time against that backend's `db` layer.
+#[allow(clippy::duplicate_mod)]
 pub mod postgres;
+#[allow(clippy::duplicate_mod)]
 pub mod sqlite;
 mod url;
 

@@ -98,6 +98,29 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A UNIQUE constraint refused the statement (the name the SQL shared with
+/// the SQLite store uses).
+pub fn is_unique_violation(err: &Error) -> bool {
+    err.is_unique_violation()
+}
+
+/// A FOREIGN KEY constraint refused the statement.
+pub fn is_foreign_key_violation(err: &Error) -> bool {
+    err.is_foreign_key_violation()
+}
+
+/// An aggregate of `expr` (which may end in `ORDER BY …`) as JSON array
+/// text; `[]` over no rows.
+pub fn json_array_agg(expr: &str) -> String {
+    format!("COALESCE(json_agg({expr})::text, '[]')")
+}
+
+/// The elements of the JSON array of strings bound to `param`, as a table
+/// with one text column `value`.
+pub fn json_text_elements(param: &str) -> String {
+    format!("json_array_elements_text({param}::json)")
+}
+
 pub mod types {
     /// The storage class of a value, for conversion errors.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,12 @@
 //! The replicated store: fleetd's state in a PostgreSQL database that
 //! several fleetd processes (replicas) share.
 //!
-//! The queries, checks and error mapping are those of the SQLite store,
-//! module for module (`device_groups`, `devices`, `engine`, …), run
-//! through `db`, a thin synchronous layer over a `deadpool` pool of
-//! `tokio-postgres` connections. Behaviour is therefore identical by
+//! The queries, checks and error mapping are those of the SQLite store:
+//! the modules under `../sql/` (`device_groups`, `devices`, `policies`,
+//! the PKI, …) are one source compiled for both backends, reaching the
+//! database through `db`, a thin synchronous layer over a `deadpool` pool
+//! of `tokio-postgres` connections shaped like rusqlite. `engine`,
+//! `device_api` and `compliance` are still per-backend copies. Behaviour is therefore identical by
 //! construction: same errors, same ordering, same audit rows. Columns keep
 //! the SQLite store's representation (RFC 3339 text timestamps with
 //! milliseconds, JSON text, 64-bit integers) so values round-trip byte for
@@ -21,34 +23,47 @@
 //! The rollout engine's work is divided between replicas by leases (see
 //! `leases`).
 
+#[path = "../sql/audit.rs"]
 mod audit;
 mod compliance;
 pub(crate) mod db;
 mod device_api;
+#[path = "../sql/device_groups.rs"]
 mod device_groups;
+#[path = "../sql/devices.rs"]
 mod devices;
 mod engine;
+#[path = "../sql/firmware.rs"]
 mod firmware;
+#[path = "../sql/fleet.rs"]
 mod fleet;
 mod leases;
+#[path = "../sql/membership.rs"]
 mod membership;
 mod migrations;
+#[path = "../sql/pki.rs"]
 mod pki;
+#[path = "../sql/policies.rs"]
 mod policies;
+#[path = "../sql/rollouts.rs"]
 mod rollouts;
+#[path = "../sql/time.rs"]
 mod time;
 
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use db::{Connection, Transaction, TransactionBehavior};
 
-use super::{Actor, AuditEvent, DeviceGroup, DeviceGroupSpec, GroupStore, ObjectKind, StoreError};
+use super::StoreError;
 
 /// Connections each fleetd process keeps open at most.
 const POOL_SIZE: usize = 16;
+
+/// The store type the modules shared with SQLite (`../sql/`) implement the
+/// store traits for.
+type Backend = PgStore;
 
 /// PostgreSQL-backed [`Store`](super::Store).
 #[derive(Clone)]
@@ -134,79 +149,5 @@ fn write<T>(
 impl From<db::Error> for StoreError {
     fn from(err: db::Error) -> Self {
         StoreError::backend(err)
-    }
-}
-
-#[async_trait]
-impl GroupStore for PgStore {
-    async fn create_device_group(
-        &self,
-        actor: &Actor,
-        spec: DeviceGroupSpec,
-    ) -> Result<DeviceGroup, StoreError> {
-        let actor = actor.clone();
-        self.call(move |conn| {
-            write(conn, |tx, now| {
-                device_groups::create(tx, &actor, now, &spec)
-            })
-        })
-        .await
-    }
-
-    async fn get_device_group(&self, id: &str) -> Result<DeviceGroup, StoreError> {
-        let id = id.to_owned();
-        self.call(move |conn| device_groups::get(conn, &id)).await
-    }
-
-    async fn list_device_groups(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<DeviceGroup>, StoreError> {
-        let after = after.map(str::to_owned);
-        let limit = limit.min(super::MAX_PAGE_SIZE + 1);
-        self.call(move |conn| device_groups::list(conn, after.as_deref(), limit))
-            .await
-    }
-
-    async fn update_device_group(
-        &self,
-        actor: &Actor,
-        id: &str,
-        expected_version: i64,
-        spec: DeviceGroupSpec,
-    ) -> Result<DeviceGroup, StoreError> {
-        let (actor, id) = (actor.clone(), id.to_owned());
-        self.call(move |conn| {
-            write(conn, |tx, now| {
-                device_groups::update(tx, &actor, now, &id, expected_version, &spec)
-            })
-        })
-        .await
-    }
-
-    async fn delete_device_group(
-        &self,
-        actor: &Actor,
-        id: &str,
-        expected_version: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let (actor, id) = (actor.clone(), id.to_owned());
-        self.call(move |conn| {
-            write(conn, |tx, now| {
-                device_groups::delete(tx, &actor, now, &id, expected_version)
-            })
-        })
-        .await
-    }
-
-    async fn audit_events(
-        &self,
-        kind: ObjectKind,
-        id: &str,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        let id = id.to_owned();
-        self.call(move |conn| Ok(audit::for_object(conn, kind, &id)?))
-            .await
     }
 }

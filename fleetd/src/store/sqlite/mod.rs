@@ -7,19 +7,30 @@
 //! When device traffic arrives, reads can move to a small pool of
 //! read-only connections without changing the [`Store`] trait.
 
+#[path = "../sql/audit.rs"]
 mod audit;
 mod compliance;
+mod db;
 mod device_api;
+#[path = "../sql/device_groups.rs"]
 mod device_groups;
+#[path = "../sql/devices.rs"]
 mod devices;
 mod engine;
+#[path = "../sql/firmware.rs"]
 mod firmware;
+#[path = "../sql/fleet.rs"]
 mod fleet;
+#[path = "../sql/membership.rs"]
 mod membership;
 mod migrations;
+#[path = "../sql/pki.rs"]
 mod pki;
+#[path = "../sql/policies.rs"]
 mod policies;
+#[path = "../sql/rollouts.rs"]
 mod rollouts;
+#[path = "../sql/time.rs"]
 mod time;
 
 use std::path::Path;
@@ -27,14 +38,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use super::{
-    Actor, AuditEvent, DeviceGroup, DeviceGroupSpec, GroupStore, ObjectKind, SqliteLocation,
-    StoreError,
-};
+use super::{SqliteLocation, StoreError};
+
+/// The store type the modules shared with PostgreSQL (`../sql/`) implement
+/// the store traits for.
+type Backend = SqliteStore;
 
 /// SQLite-backed [`Store`].
 #[derive(Clone)]
@@ -123,79 +134,5 @@ fn write<T>(
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
         StoreError::backend(err)
-    }
-}
-
-#[async_trait]
-impl GroupStore for SqliteStore {
-    async fn create_device_group(
-        &self,
-        actor: &Actor,
-        spec: DeviceGroupSpec,
-    ) -> Result<DeviceGroup, StoreError> {
-        let actor = actor.clone();
-        self.call(move |conn| {
-            write(conn, |tx, now| {
-                device_groups::create(tx, &actor, now, &spec)
-            })
-        })
-        .await
-    }
-
-    async fn get_device_group(&self, id: &str) -> Result<DeviceGroup, StoreError> {
-        let id = id.to_owned();
-        self.call(move |conn| device_groups::get(conn, &id)).await
-    }
-
-    async fn list_device_groups(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<DeviceGroup>, StoreError> {
-        let after = after.map(str::to_owned);
-        let limit = limit.min(super::MAX_PAGE_SIZE + 1);
-        self.call(move |conn| device_groups::list(conn, after.as_deref(), limit))
-            .await
-    }
-
-    async fn update_device_group(
-        &self,
-        actor: &Actor,
-        id: &str,
-        expected_version: i64,
-        spec: DeviceGroupSpec,
-    ) -> Result<DeviceGroup, StoreError> {
-        let (actor, id) = (actor.clone(), id.to_owned());
-        self.call(move |conn| {
-            write(conn, |tx, now| {
-                device_groups::update(tx, &actor, now, &id, expected_version, &spec)
-            })
-        })
-        .await
-    }
-
-    async fn delete_device_group(
-        &self,
-        actor: &Actor,
-        id: &str,
-        expected_version: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let (actor, id) = (actor.clone(), id.to_owned());
-        self.call(move |conn| {
-            write(conn, |tx, now| {
-                device_groups::delete(tx, &actor, now, &id, expected_version)
-            })
-        })
-        .await
-    }
-
-    async fn audit_events(
-        &self,
-        kind: ObjectKind,
-        id: &str,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        let id = id.to_owned();
-        self.call(move |conn| Ok(audit::for_object(conn, kind, &id)?))
-            .await
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::{params, Connection};
+use super::db::{self, params, Connection};
 
 use super::time;
 use crate::domain::group;
@@ -24,13 +24,13 @@ pub(super) fn for_each_device(
     conn: &Connection,
     mut f: impl FnMut(&DeviceFacts, &[String]),
 ) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT d.id, d.name, d.hardware, d.attributes, d.firmware_version, d.health,
                 d.last_seen,
-                (SELECT json_group_array(m.group_id) FROM device_group_members m
-                  WHERE m.device_id = d.id)
+                (SELECT {} FROM device_group_members m WHERE m.device_id = d.id)
            FROM devices d ORDER BY d.id",
-    )?;
+        db::json_array_agg("m.group_id")
+    ))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let attributes: String = r.get(3)?;
@@ -119,18 +119,19 @@ pub(super) fn device_count(
 /// `group_ids` or of their subgroups, each counted once.
 pub(super) fn targeted_count(conn: &Connection, group_ids: &[String]) -> Result<i64, StoreError> {
     let ids_json = serde_json::to_string(group_ids).map_err(StoreError::backend)?;
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "WITH RECURSIVE sub (id, depth) AS (
-             SELECT value, 0 FROM json_each(?1)
+             SELECT value, 0 FROM {}
              UNION
              SELECT g.id, s.depth + 1 FROM device_groups g JOIN sub s ON g.parent_id = s.id
               WHERE s.depth < ?2
          )
          SELECT DISTINCT g.id, g.query FROM sub JOIN device_groups g ON g.id = sub.id",
-    )?;
+        db::json_text_elements("?1")
+    ))?;
     let groups: Vec<(String, Option<String>)> = stmt
         .query_map(params![ids_json, MAX_DEPTH], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<db::Result<_>>()?;
     let static_ids: HashSet<&str> = groups.iter().map(|(id, _)| id.as_str()).collect();
     let queries: Vec<Query> = groups
         .iter()
@@ -140,10 +141,11 @@ pub(super) fn targeted_count(conn: &Connection, group_ids: &[String]) -> Result<
         let all: Vec<&str> = static_ids.into_iter().collect();
         let all_json = serde_json::to_string(&all).map_err(StoreError::backend)?;
         return Ok(conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT COUNT(DISTINCT device_id) FROM device_group_members
-                  WHERE group_id IN (SELECT value FROM json_each(?1))",
-            )?
+                  WHERE group_id IN (SELECT value FROM {})",
+                db::json_text_elements("?1")
+            ))?
             .query_row([all_json], |r| r.get(0))?);
     }
     let mut count = 0;

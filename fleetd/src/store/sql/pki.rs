@@ -1,16 +1,19 @@
-//! [`PkiStore`] on SQLite: CAs in `certificate_authorities`, certificates
+//! [`PkiStore`] on either backend: CAs in `certificate_authorities`, certificates
 //! in `certificates` (with `crl_entries` feeding the CRL), enrollments in
 //! `enrollments`. The queries live in one submodule per table.
 
+#[path = "pki/cas.rs"]
 mod cas;
+#[path = "pki/certificates.rs"]
 mod certificates;
+#[path = "pki/enrollments.rs"]
 mod enrollments;
 
+use super::db::{self, Connection, OptionalExtension};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
-use super::{write, SqliteStore};
+use super::{write, Backend};
 use crate::domain::pki::{CertificateStatus, RevocationReason, RevokedSerial};
 use crate::domain::FieldError;
 use crate::store::{
@@ -19,7 +22,7 @@ use crate::store::{
 };
 
 #[async_trait]
-impl PkiStore for SqliteStore {
+impl PkiStore for Backend {
     async fn create_certificate_authority(
         &self,
         actor: &Actor,
@@ -269,25 +272,23 @@ fn check_ca_ref(conn: &Connection, field: &str, ca_id: &str) -> Result<(), Store
     Err(FieldError::new(field, format!("certificate authority {ca_id:?} not found")).into())
 }
 
-fn is_unique_violation(err: &rusqlite::Error) -> bool {
-    matches!(err, rusqlite::Error::SqliteFailure(e, Some(msg))
-        if e.code == ErrorCode::ConstraintViolation && msg.contains("UNIQUE"))
+fn is_unique_violation(err: &db::Error) -> bool {
+    db::is_unique_violation(err)
 }
 
 fn json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(StoreError::backend)
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into())
-    })
+fn from_json<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> db::Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| db::Error::FromSqlConversionFailure(column, db::types::Type::Text, e.into()))
 }
 
-fn bad_value(column: usize, what: &str, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
+fn bad_value(column: usize, what: &str, value: &str) -> db::Error {
+    db::Error::FromSqlConversionFailure(
         column,
-        rusqlite::types::Type::Text,
+        db::types::Type::Text,
         format!("unexpected {what} {value:?} in the database").into(),
     )
 }

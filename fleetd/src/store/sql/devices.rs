@@ -15,14 +15,20 @@ use crate::store::{Actor, AuditAction, Device, DeviceSpec, ObjectKind, StoreErro
 
 const KIND: ObjectKind = ObjectKind::Device;
 
-const SELECT: &str = "SELECT id, name, hardware, attributes, firmware_version, last_seen, health,
-                             created_at, updated_at, version,
-                             (SELECT COALESCE(json_agg(group_id ORDER BY group_id)::text, '[]')
-                                FROM device_group_members WHERE device_id = devices.id)
-                        FROM devices";
+/// The device columns [`from_row`] reads, with the device's static groups
+/// as a JSON array.
+fn select() -> String {
+    format!(
+        "SELECT id, name, hardware, attributes, firmware_version, last_seen, health,
+                created_at, updated_at, version,
+                (SELECT {} FROM device_group_members WHERE device_id = devices.id)
+           FROM devices",
+        db::json_array_agg("group_id ORDER BY group_id")
+    )
+}
 
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Device, StoreError> {
-    conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
+    conn.prepare_cached(&format!("{} WHERE id = ?1", select()))?
         .query_row([id], from_row)
         .optional()?
         .ok_or_else(|| not_found(KIND, id))
@@ -38,13 +44,16 @@ pub(super) fn list(
 ) -> Result<Vec<Device>, StoreError> {
     let Some(query) = filter else {
         let mut stmt = conn.prepare_cached(&format!(
-            "{SELECT} WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2"
+            "{} WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
+            select()
         ))?;
         let rows = stmt.query_map(params![after, i64::from(limit)], from_row)?;
         return Ok(rows.collect::<db::Result<_>>()?);
     };
-    let mut stmt =
-        conn.prepare_cached(&format!("{SELECT} WHERE ?1 IS NULL OR id > ?1 ORDER BY id"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{} WHERE ?1 IS NULL OR id > ?1 ORDER BY id",
+        select()
+    ))?;
     let mut rows = stmt.query(params![after])?;
     let mut out = Vec::new();
     while out.len() < limit as usize {

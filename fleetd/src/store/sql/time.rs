@@ -1,9 +1,11 @@
 //! Timestamps as stored: RFC 3339 text in UTC with millisecond precision.
 //!
-//! Text sorts chronologically, is readable with the `sqlite3` shell and
-//! maps directly onto the API's RFC 3339 strings.
+//! Text sorts chronologically, reads well in the `sqlite3` shell and in
+//! `psql`, and maps directly onto the API's RFC 3339 strings.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::db;
 
 pub(super) fn to_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -13,10 +15,8 @@ pub(super) fn now_text() -> String {
     to_text(Utc::now())
 }
 
-pub(super) fn parse(s: &str) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn parse(s: &str) -> db::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
-        })
+        .map_err(|e| db::Error::FromSqlConversionFailure(0, db::types::Type::Text, e.into()))
 }

@@ -1,14 +1,14 @@
-//! [`FleetStore`] on SQLite: the trait glue, plus helpers shared by the
+//! [`FleetStore`] on either backend: the trait glue, plus helpers shared by the
 //! per-table modules (`devices`, `policies`, `firmware`, `rollouts`).
 
+use super::db::{self, Connection};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::audit::{self, Change};
-use super::{devices, firmware, policies, rollouts, time, write, SqliteStore};
+use super::{devices, firmware, policies, rollouts, time, write, Backend};
 use crate::domain::query::Query;
 use crate::store::{
     Actor, AuditAction, Device, DeviceSpec, Firmware, FirmwareSpec, FleetStore, ObjectKind, Policy,
@@ -73,35 +73,29 @@ pub(super) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreE
 }
 
 /// Reads a JSON text column.
-pub(super) fn json_col<T: DeserializeOwned>(
-    r: &rusqlite::Row<'_>,
-    idx: usize,
-) -> rusqlite::Result<T> {
+pub(super) fn json_col<T: DeserializeOwned>(r: &db::Row<'_>, idx: usize) -> db::Result<T> {
     let text: String = r.get(idx)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| db::Error::FromSqlConversionFailure(idx, db::types::Type::Text, e.into()))
 }
 
-pub(super) fn time_col(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn time_col(r: &db::Row<'_>, idx: usize) -> db::Result<DateTime<Utc>> {
     time::parse(&r.get::<_, String>(idx)?)
 }
 
-pub(super) fn is_unique_violation(err: &rusqlite::Error) -> bool {
-    matches!(err, rusqlite::Error::SqliteFailure(e, Some(msg))
-        if e.code == ErrorCode::ConstraintViolation && msg.contains("UNIQUE"))
+pub(super) fn is_unique_violation(err: &db::Error) -> bool {
+    db::is_unique_violation(err)
 }
 
-pub(super) fn is_foreign_key_violation(err: &rusqlite::Error) -> bool {
-    matches!(err, rusqlite::Error::SqliteFailure(e, Some(msg))
-        if e.code == ErrorCode::ConstraintViolation && msg.contains("FOREIGN KEY"))
+pub(super) fn is_foreign_key_violation(err: &db::Error) -> bool {
+    db::is_foreign_key_violation(err)
 }
 
 /// A delete refused by a foreign key from a table this module does not
 /// know (another area's rows point at the object) becomes a 409 instead
 /// of a 500.
 pub(super) fn still_referenced(
-    err: rusqlite::Error,
+    err: db::Error,
     kind: ObjectKind,
     name: &str,
     id: &str,
@@ -140,7 +134,7 @@ pub(super) fn group_exists(conn: &Connection, id: &str) -> Result<bool, StoreErr
 // ------------------------------------------------------------------ the trait
 
 #[async_trait]
-impl FleetStore for SqliteStore {
+impl FleetStore for Backend {
     async fn create_device(&self, actor: &Actor, spec: DeviceSpec) -> Result<Device, StoreError> {
         let actor = actor.clone();
         self.call(move |conn| write(conn, |tx, now| devices::create(tx, &actor, now, &spec)))
@@ -393,9 +387,8 @@ impl FleetStore for SqliteStore {
     }
 }
 
-/// Kinds counted on `/metrics`, with their tables. Tables that do not
-/// exist in this database (another area's migration not applied) are
-/// skipped.
+/// Kinds counted on `/metrics`, with their tables (all created by the
+/// schema migration).
 const COUNTED: &[(&str, &str)] = &[
     ("device_group", "device_groups"),
     ("device", "devices"),
@@ -411,18 +404,11 @@ const COUNTED: &[(&str, &str)] = &[
 fn object_counts(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
     let mut out = Vec::new();
     for (kind, table) in COUNTED {
-        let exists: bool = conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-            )?
-            .query_row([table], |r| r.get(0))?;
-        if exists {
-            // The table name comes from the constant above, never from input.
-            let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM \"{table}\""), [], |r| {
-                r.get(0)
-            })?;
-            out.push(((*kind).to_owned(), n));
-        }
+        // The table name comes from the constant above, never from input.
+        let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM \"{table}\""), [], |r| {
+            r.get(0)
+        })?;
+        out.push(((*kind).to_owned(), n));
     }
     Ok(out)
 }

@@ -1,21 +1,100 @@
 //! Device group queries. Every function takes the connection (or the open
-//! write transaction) it runs on; [`super::SqliteStore`] supplies it.
+//! write transaction) it runs on; [`super::Backend`] supplies it.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use super::db::{self, params, Connection, OptionalExtension, Row};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use serde_json::{Map, Value};
 
 use super::audit::{self, Change};
 use super::fleet::{json_col, list_names, record, still_referenced};
 use super::{membership, time};
+use super::{write, Backend};
 use crate::domain::group::{self, ParentLookup};
 use crate::domain::rollout;
 use crate::domain::FieldError;
-use crate::store::{Actor, AuditAction, DeviceGroup, DeviceGroupSpec, ObjectKind, StoreError};
+use crate::store::{
+    Actor, AuditAction, AuditEvent, DeviceGroup, DeviceGroupSpec, GroupStore, ObjectKind,
+    StoreError, MAX_PAGE_SIZE,
+};
+
+// ------------------------------------------------------------------ trait glue
+
+#[async_trait]
+impl GroupStore for Backend {
+    async fn create_device_group(
+        &self,
+        actor: &Actor,
+        spec: DeviceGroupSpec,
+    ) -> Result<DeviceGroup, StoreError> {
+        let actor = actor.clone();
+        self.call(move |conn| write(conn, |tx, now| create(tx, &actor, now, &spec)))
+            .await
+    }
+
+    async fn get_device_group(&self, id: &str) -> Result<DeviceGroup, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| get(conn, &id)).await
+    }
+
+    async fn list_device_groups(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeviceGroup>, StoreError> {
+        let after = after.map(str::to_owned);
+        let limit = limit.min(MAX_PAGE_SIZE + 1);
+        self.call(move |conn| list(conn, after.as_deref(), limit))
+            .await
+    }
+
+    async fn update_device_group(
+        &self,
+        actor: &Actor,
+        id: &str,
+        expected_version: i64,
+        spec: DeviceGroupSpec,
+    ) -> Result<DeviceGroup, StoreError> {
+        let (actor, id) = (actor.clone(), id.to_owned());
+        self.call(move |conn| {
+            write(conn, |tx, now| {
+                update(tx, &actor, now, &id, expected_version, &spec)
+            })
+        })
+        .await
+    }
+
+    async fn delete_device_group(
+        &self,
+        actor: &Actor,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let (actor, id) = (actor.clone(), id.to_owned());
+        self.call(move |conn| {
+            write(conn, |tx, now| {
+                delete(tx, &actor, now, &id, expected_version)
+            })
+        })
+        .await
+    }
+
+    async fn audit_events(
+        &self,
+        kind: ObjectKind,
+        id: &str,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| Ok(audit::for_object(conn, kind, &id)?))
+            .await
+    }
+}
+
+// ------------------------------------------------------------------ queries
 
 const KIND: ObjectKind = ObjectKind::DeviceGroup;
 
@@ -45,7 +124,7 @@ pub(super) fn list(
     ))?;
     let rows = stmt
         .query_map(params![after, i64::from(limit)], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<db::Result<Vec<_>>>()?;
     // One device scan for the whole page rather than one per group.
     let queries: Vec<(String, Option<String>)> = rows
         .iter()
@@ -90,7 +169,7 @@ pub(super) fn create(
         config_json(&spec.config)?,
         stale_after(spec)?
     ])
-    .map_err(|e| name_conflict_or(e, conn, spec))?;
+    .map_err(|e| name_conflict_or(e, spec))?;
     audit::record(
         conn,
         actor,
@@ -143,7 +222,7 @@ pub(super) fn update(
         config_json(&spec.config)?,
         stale_after(spec)?
     ])
-    .map_err(|e| name_conflict_or(e, conn, spec))?;
+    .map_err(|e| name_conflict_or(e, spec))?;
     audit::record(
         conn,
         actor,
@@ -278,7 +357,7 @@ fn check_parent(
 /// (to the rule, a failed lookup looks like a missing group).
 struct StoredTree<'c> {
     conn: &'c Connection,
-    error: RefCell<Option<rusqlite::Error>>,
+    error: RefCell<Option<db::Error>>,
 }
 
 impl<'c> StoredTree<'c> {
@@ -350,6 +429,18 @@ fn check_name_free(
     }
 }
 
+/// [`name_taken`] once the transaction can no longer be queried.
+fn name_taken_unresolved(parent_id: Option<&str>, name: &str) -> StoreError {
+    let place = match parent_id {
+        Some(_) => "under the same parent",
+        None => "at the top level",
+    };
+    StoreError::Conflict {
+        field: Some("name"),
+        message: format!("name {name:?} is already used by another device group {place}"),
+    }
+}
+
 fn name_taken(
     conn: &Connection,
     parent_id: Option<&str>,
@@ -370,14 +461,12 @@ fn name_taken(
 
 /// The unique index is the last line of defence against duplicate sibling
 /// names; turn its violation into the same error the explicit check gives.
-fn name_conflict_or(err: rusqlite::Error, conn: &Connection, spec: &DeviceGroupSpec) -> StoreError {
-    match &err {
-        rusqlite::Error::SqliteFailure(e, Some(msg))
-            if e.code == ErrorCode::ConstraintViolation && msg.contains("UNIQUE") =>
-        {
-            name_taken(conn, spec.parent_id.as_deref(), &spec.name, None)
-        }
-        _ => StoreError::backend(err),
+fn name_conflict_or(err: db::Error, spec: &DeviceGroupSpec) -> StoreError {
+    if db::is_unique_violation(&err) {
+        // The transaction is aborted; the message cannot look the parent up.
+        name_taken_unresolved(spec.parent_id.as_deref(), &spec.name)
+    } else {
+        StoreError::backend(err)
     }
 }
 
@@ -396,7 +485,7 @@ fn chain(conn: &Connection, id: &str) -> Result<Vec<(String, Config)>, StoreErro
     let rows = stmt.query_map(params![id, MAX_DEPTH], |r| {
         Ok((r.get(0)?, json_col::<Map<String, Value>>(r, 1)?))
     })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    Ok(rows.collect::<db::Result<Vec<_>>>()?)
 }
 
 /// Fills in what is computed from other rows: the path and effective
@@ -425,7 +514,7 @@ fn check_not_in_use(conn: &Connection, g: &DeviceGroup) -> Result<(), StoreError
             "SELECT a.id FROM policy_attachments a WHERE a.group_id = ?1 ORDER BY a.id LIMIT 5",
         )?
         .query_map([&g.id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<db::Result<_>>()?;
     if !attachments.is_empty() {
         let total: i64 = conn
             .prepare_cached("SELECT COUNT(*) FROM policy_attachments WHERE group_id = ?1")?
@@ -468,7 +557,7 @@ fn check_not_in_use(conn: &Connection, g: &DeviceGroup) -> Result<(), StoreError
         .query_map([&g.id], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?
+        .collect::<db::Result<Vec<_>>>()?
         .into_iter()
         .filter(|(_, status)| !rollout::is_terminal_status(status))
         .map(|(name, status)| format!("{name} ({status})"))
@@ -493,22 +582,11 @@ fn check_not_in_use(conn: &Connection, g: &DeviceGroup) -> Result<(), StoreError
 }
 
 /// Names of the enrollments that register devices into `group_id`.
-/// Enrollments belong to the PKI area's migration; without that table
-/// there are none.
 fn enrollments_into(conn: &Connection, group_id: &str) -> Result<Vec<String>, StoreError> {
-    let names = conn
-        .prepare("SELECT name FROM enrollments WHERE group_id = ?1 ORDER BY name")
-        .and_then(|mut stmt| {
-            stmt.query_map([group_id], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()
-        });
-    match names {
-        Ok(names) => Ok(names),
-        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(conn
+        .prepare_cached("SELECT name FROM enrollments WHERE group_id = ?1 ORDER BY name")?
+        .query_map([group_id], |r| r.get(0))?
+        .collect::<db::Result<Vec<String>>>()?)
 }
 
 /// Static members leave the group with it; their device version goes up
@@ -526,7 +604,7 @@ fn release_members(
               WHERE m.group_id = ?1",
         )?
         .query_map([group_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<db::Result<_>>()?;
     let mut bump = conn.prepare_cached(
         "UPDATE devices SET version = version + 1, updated_at = ?1 WHERE id = ?2",
     )?;
@@ -549,16 +627,15 @@ fn release_members(
 
 /// Maps a row of [`SELECT`]; computed fields are filled in by
 /// [`complete`].
-fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
+fn from_row(r: &Row<'_>) -> db::Result<DeviceGroup> {
     let tags: String = r.get(4)?;
     Ok(DeviceGroup {
         id: r.get(0)?,
         name: r.get(1)?,
         description: r.get(2)?,
         parent_id: r.get(3)?,
-        tags: serde_json::from_str(&tags).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into())
-        })?,
+        tags: serde_json::from_str(&tags)
+            .map_err(|e| db::Error::FromSqlConversionFailure(4, db::types::Type::Text, e.into()))?,
         path: String::new(),
         created_at: time::parse(&r.get::<_, String>(5)?)?,
         updated_at: time::parse(&r.get::<_, String>(6)?)?,

@@ -1,0 +1,32 @@
+//! The SQLite side of the SQL shared with the PostgreSQL store: the
+//! modules under `store/sql/` are compiled once per backend and reach the
+//! database through `super::db`. Here that is rusqlite itself, plus the
+//! error tests and the few SQL fragments whose spelling differs between
+//! the two engines (the PostgreSQL side is `store/postgres/db.rs`).
+
+use rusqlite::ErrorCode;
+pub(super) use rusqlite::{params, types, Connection, Error, OptionalExtension, Result, Row};
+
+/// A UNIQUE constraint refused the statement.
+pub(super) fn is_unique_violation(err: &Error) -> bool {
+    matches!(err, Error::SqliteFailure(e, Some(msg))
+        if e.code == ErrorCode::ConstraintViolation && msg.contains("UNIQUE"))
+}
+
+/// A FOREIGN KEY constraint refused the statement.
+pub(super) fn is_foreign_key_violation(err: &Error) -> bool {
+    matches!(err, Error::SqliteFailure(e, Some(msg))
+        if e.code == ErrorCode::ConstraintViolation && msg.contains("FOREIGN KEY"))
+}
+
+/// An aggregate of `expr` (which may end in `ORDER BY …`) as JSON array
+/// text; `[]` over no rows.
+pub(super) fn json_array_agg(expr: &str) -> String {
+    format!("json_group_array({expr})")
+}
+
+/// The elements of the JSON array of strings bound to `param`, as a table
+/// with one text column `value`.
+pub(super) fn json_text_elements(param: &str) -> String {
+    format!("json_each({param})")
+}
