@@ -5,8 +5,7 @@
 //! the modules under `../sql/` (`device_groups`, `devices`, `policies`,
 //! the PKI, …) are one source compiled for both backends, reaching the
 //! database through `db`, a thin synchronous layer over a `deadpool` pool
-//! of `tokio-postgres` connections shaped like rusqlite. `engine`,
-//! `device_api` and `compliance` are still per-backend copies. Behaviour is therefore identical by
+//! of `tokio-postgres` connections shaped like rusqlite. Behaviour is therefore identical by
 //! construction: same errors, same ordering, same audit rows. Columns keep
 //! the SQLite store's representation (RFC 3339 text timestamps with
 //! milliseconds, JSON text, 64-bit integers) so values round-trip byte for
@@ -25,13 +24,16 @@
 
 #[path = "../sql/audit.rs"]
 mod audit;
+#[path = "../sql/compliance.rs"]
 mod compliance;
 pub(crate) mod db;
+#[path = "../sql/device_api.rs"]
 mod device_api;
 #[path = "../sql/device_groups.rs"]
 mod device_groups;
 #[path = "../sql/devices.rs"]
 mod devices;
+#[path = "../sql/engine.rs"]
 mod engine;
 #[path = "../sql/firmware.rs"]
 mod firmware;
@@ -109,6 +111,14 @@ impl PgStore {
     /// The name this process holds engine leases under.
     pub fn holder(&self) -> &str {
         &self.holder
+    }
+
+    /// The rollouts the engine has work for that this replica holds a
+    /// lease on (see `leases`), renewing and claiming leases as it goes.
+    async fn engine_share(&self) -> Result<Vec<String>, StoreError> {
+        let (holder, ttl) = (self.holder.clone(), self.lease_ttl);
+        self.call(move |conn| write(conn, |tx, now| leases::claim(tx, &holder, ttl, now)))
+            .await
     }
 
     /// Runs `f` with a pooled connection on Tokio's blocking pool.

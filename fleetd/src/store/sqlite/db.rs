@@ -5,7 +5,10 @@
 //! the two engines (the PostgreSQL side is `store/postgres/db.rs`).
 
 use rusqlite::ErrorCode;
-pub(super) use rusqlite::{params, types, Connection, Error, OptionalExtension, Result, Row};
+pub(super) use rusqlite::{
+    params, types, Connection, Error, OptionalExtension, Result, Row, Transaction,
+    TransactionBehavior,
+};
 
 /// A UNIQUE constraint refused the statement.
 pub(super) fn is_unique_violation(err: &Error) -> bool {

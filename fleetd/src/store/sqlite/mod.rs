@@ -9,13 +9,16 @@
 
 #[path = "../sql/audit.rs"]
 mod audit;
+#[path = "../sql/compliance.rs"]
 mod compliance;
 mod db;
+#[path = "../sql/device_api.rs"]
 mod device_api;
 #[path = "../sql/device_groups.rs"]
 mod device_groups;
 #[path = "../sql/devices.rs"]
 mod devices;
+#[path = "../sql/engine.rs"]
 mod engine;
 #[path = "../sql/firmware.rs"]
 mod firmware;
@@ -73,6 +76,22 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// The rollouts the engine has work for (not finished, or finished
+    /// with devices in flight), in id order: all of them, this process being
+    /// the database's only user.
+    async fn engine_share(&self) -> Result<Vec<String>, StoreError> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM rollouts
+                  WHERE engine_cleaned_at IS NULL OR count_in_progress > 0
+                  ORDER BY id",
+            )?;
+            let ids = stmt.query_map([], |r| r.get(0))?;
+            Ok(ids.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
     }
 
     /// Runs `f` with the connection on Tokio's blocking pool.

@@ -1,4 +1,4 @@
-//! [`EngineStore`] on SQLite.
+//! [`EngineStore`] on either backend.
 //!
 //! Every method runs in one transaction on the store's connection. Device
 //! transitions use prepared (cached) statements guarded by the state they
@@ -11,9 +11,11 @@ use std::collections::{BTreeSet, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
-use super::{membership, rollouts, time, SqliteStore};
+use super::db::{
+    self, params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
+use super::{membership, rollouts, time, Backend};
 use crate::domain::duration;
 use crate::domain::query::Query;
 use crate::domain::rollout_engine::{
@@ -33,7 +35,7 @@ const EXPIRE_BATCH: i64 = eng::DEFAULT_BATCH_SIZE as i64;
 const MAX_DEPTH: i64 = 10_000;
 
 #[async_trait]
-impl EngineStore for SqliteStore {
+impl EngineStore for Backend {
     async fn current_assignment(
         &self,
         device_id: &str,
@@ -61,16 +63,7 @@ impl EngineStore for SqliteStore {
     }
 
     async fn engine_rollout_ids(&self) -> Result<Vec<String>, StoreError> {
-        self.call(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id FROM rollouts
-                  WHERE engine_cleaned_at IS NULL OR count_in_progress > 0
-                  ORDER BY id",
-            )?;
-            let ids = stmt.query_map([], |r| r.get(0))?;
-            Ok(ids.collect::<rusqlite::Result<_>>()?)
-        })
-        .await
+        self.engine_share().await
     }
 
     async fn engine_rollout(
@@ -133,14 +126,14 @@ impl EngineStore for SqliteStore {
                         params![rollout_id, state.as_str(), after, limit],
                         device_from_row,
                     )?
-                    .collect::<rusqlite::Result<_>>()?,
+                    .collect::<db::Result<_>>()?,
                 None => conn
                     .prepare_cached(&format!(
                         "{DEVICE_SELECT} WHERE rollout_id = ?1 AND device_id > ?2
                           ORDER BY device_id LIMIT ?3"
                     ))?
                     .query_map(params![rollout_id, after, limit], device_from_row)?
-                    .collect::<rusqlite::Result<_>>()?,
+                    .collect::<db::Result<_>>()?,
             };
             Ok(rows)
         })
@@ -186,7 +179,7 @@ impl EngineStore for SqliteStore {
             let stored = progress_row(conn, &rollout_id)?.counts;
             let mut scanned = Counts::default();
             let mut stmt = conn.prepare_cached(
-                "SELECT state, COUNT(*), SUM(attempt > 0) FROM rollout_devices
+                "SELECT state, COUNT(*), SUM(CASE WHEN attempt > 0 THEN 1 ELSE 0 END) FROM rollout_devices
                   WHERE rollout_id = ?1 GROUP BY state",
             )?;
             let mut rows = stmt.query([&rollout_id])?;
@@ -236,24 +229,24 @@ fn conflict(message: impl Into<String>) -> StoreError {
     }
 }
 
-fn bad_value(what: &str, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
+fn bad_value(what: &str, value: &str) -> db::Error {
+    db::Error::FromSqlConversionFailure(
         0,
-        rusqlite::types::Type::Text,
+        db::types::Type::Text,
         format!("unexpected {what} {value:?} in the database").into(),
     )
 }
 
-fn parse_state(s: &str) -> rusqlite::Result<DeviceState> {
+fn parse_state(s: &str) -> db::Result<DeviceState> {
     DeviceState::parse(s).ok_or_else(|| bad_value("device state", s))
 }
 
-fn parse_rollback(s: Option<String>) -> rusqlite::Result<Option<RollbackState>> {
+fn parse_rollback(s: Option<String>) -> db::Result<Option<RollbackState>> {
     s.map(|s| RollbackState::parse(&s).ok_or_else(|| bad_value("rollback state", &s)))
         .transpose()
 }
 
-fn opt_time(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+fn opt_time(s: Option<String>) -> db::Result<Option<DateTime<Utc>>> {
     s.as_deref().map(time::parse).transpose()
 }
 
@@ -336,7 +329,7 @@ fn load(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<EngineRollout
     let mut progress = row.progress;
     let (expired, expired_final): (i64, i64) = conn
         .prepare_cached(
-            "SELECT COUNT(*), COALESCE(SUM(attempt > ?3), 0) FROM rollout_devices
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempt > ?3 THEN 1 ELSE 0 END), 0) FROM rollout_devices
               WHERE rollout_id = ?1 AND state = 'in_progress' AND deadline <= ?2",
         )?
         .query_row(params![id, time::to_text(now), row.max_retries], |r| {
@@ -498,17 +491,18 @@ fn clean_up(
 fn target_devices(conn: &Connection, rollout: &Rollout) -> Result<BTreeSet<String>, StoreError> {
     let ids_json = serde_json::to_string(&rollout.target_group_ids).map_err(StoreError::backend)?;
     let groups: Vec<(String, Option<String>)> = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "WITH RECURSIVE sub (id, depth) AS (
-                 SELECT value, 0 FROM json_each(?1)
+                 SELECT value, 0 FROM {}
                  UNION
                  SELECT g.id, s.depth + 1 FROM device_groups g JOIN sub s ON g.parent_id = s.id
                   WHERE s.depth < ?2
              )
              SELECT DISTINCT g.id, g.query FROM sub JOIN device_groups g ON g.id = sub.id",
-        )?
+            db::json_text_elements("?1")
+        ))?
         .query_map(params![ids_json, MAX_DEPTH], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<db::Result<_>>()?;
     let hardware: String = conn
         .prepare_cached("SELECT hardware FROM firmware WHERE id = ?1")?
         .query_row([&rollout.firmware_id], |r| r.get(0))
@@ -518,12 +512,14 @@ fn target_devices(conn: &Connection, rollout: &Rollout) -> Result<BTreeSet<Strin
     let groups_json = serde_json::to_string(&group_ids).map_err(StoreError::backend)?;
 
     let mut out = BTreeSet::new();
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT DISTINCT m.device_id FROM device_group_members m
            JOIN devices d ON d.id = m.device_id
-          WHERE m.group_id IN (SELECT value FROM json_each(?1))
-            AND d.hardware IN (SELECT value FROM json_each(?2))",
-    )?;
+          WHERE m.group_id IN (SELECT value FROM {})
+            AND d.hardware IN (SELECT value FROM {})",
+        db::json_text_elements("?1"),
+        db::json_text_elements("?2")
+    ))?;
     let mut rows = stmt.query(params![groups_json, hardware])?;
     while let Some(r) = rows.next()? {
         out.insert(r.get(0)?);
@@ -764,7 +760,7 @@ fn assign(
         let want = (count - assigned) as i64;
         let batch: Vec<(String, bool)> = candidates
             .query_map(params![id, want], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<db::Result<_>>()?;
         if batch.is_empty() {
             break;
         }
@@ -820,7 +816,7 @@ fn expire(
             params![id, now_text, only_final, max_retries, EXPIRE_BATCH],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<db::Result<_>>()?;
     let mut retry = tx.prepare_cached(
         "UPDATE rollout_devices
             SET attempt = ?3, assigned_at = ?4, deadline = ?5, delivered_at = NULL,
@@ -981,7 +977,7 @@ fn current_assignment(
                 running: status == Status::Running.as_str(),
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<db::Result<_>>()?;
 
     for c in candidates {
         let first_delivery = match c.rollback {
@@ -1050,7 +1046,7 @@ const DEVICE_SELECT: &str = "SELECT rollout_id, device_id, state, attempt, phase
                                     rollback_state, reason, updated_at
                                FROM rollout_devices";
 
-fn device_from_row(r: &Row<'_>) -> rusqlite::Result<RolloutDevice> {
+fn device_from_row(r: &Row<'_>) -> db::Result<RolloutDevice> {
     Ok(RolloutDevice {
         rollout_id: r.get(0)?,
         device_id: r.get(1)?,

@@ -1,13 +1,13 @@
-//! [`DeviceApiStore`] on PostgreSQL: certificate lookups against
+//! [`DeviceApiStore`] on either backend: certificate lookups against
 //! `certificates` / `crl_entries`, enrollment bindings in
 //! `certificate_bindings`, the listener's CA in `device_server_ca`.
 
-use super::db::{self, params, Connection, OptionalExtension};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::db::{self, params, Connection, OptionalExtension};
 use super::fleet::{json_col, record};
-use super::{devices, policies, time, write, PgStore};
+use super::{devices, policies, time, write, Backend};
 use crate::domain::enrollment::{self, EnrollmentDecision, EnrollmentRequest, RejectReason};
 use crate::domain::pki::CertificateStatus;
 use crate::store::device_api::{
@@ -19,7 +19,7 @@ use crate::store::{
 };
 
 #[async_trait]
-impl DeviceApiStore for PgStore {
+impl DeviceApiStore for Backend {
     async fn trust_snapshot(&self, now: DateTime<Utc>) -> Result<TrustSnapshot, StoreError> {
         self.call(move |conn| trust_snapshot(conn, now)).await
     }

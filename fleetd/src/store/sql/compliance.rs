@@ -7,8 +7,8 @@
 //! between (state, groups) pairs and adjusts both sides in the same
 //! transaction.
 
+use super::db::{self, params, Connection, OptionalExtension};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
 
 use super::time;
 use crate::domain::compliance::{self, Observation, State, Summary};
@@ -19,8 +19,11 @@ use crate::store::{ObjectKind, StoreError};
 /// Adds `delta` devices in `state` to each of `groups`.
 fn adjust(conn: &Connection, groups: &[String], state: &str, delta: i64) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO group_compliance (group_id, state, devices) VALUES (?1, ?2, MAX(?3, 0))
-         ON CONFLICT (group_id, state) DO UPDATE SET devices = MAX(devices + ?3, 0)",
+        "INSERT INTO group_compliance (group_id, state, devices)
+         VALUES (?1, ?2, CASE WHEN ?3 > 0 THEN ?3 ELSE 0 END)
+         ON CONFLICT (group_id, state) DO UPDATE
+            SET devices = CASE WHEN group_compliance.devices + ?3 > 0
+                               THEN group_compliance.devices + ?3 ELSE 0 END",
     )?;
     for g in groups {
         // A group deleted since the device's last check-in has no row to
@@ -164,7 +167,7 @@ pub(super) fn sweep_stale(
         .query_map(params![time::to_text(now), i64::from(limit)], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<db::Result<_>>()?;
     let mut update = tx.prepare_cached(
         "UPDATE devices SET compliance = 'stale', compliance_reason = ?2, stale_at = NULL
           WHERE id = ?1",
@@ -188,7 +191,7 @@ pub(super) fn summary(conn: &Connection, group_id: &str) -> Result<Summary, Stor
         .query_map([group_id], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<db::Result<Vec<_>>>()?;
     for (state, n) in rows {
         if let Some(st) = State::parse(&state) {
             s.add(st, n.max(0) as u64);
@@ -222,15 +225,16 @@ pub(super) fn noncompliant(
     group_summary(conn, group_id)?;
     let limit = limit.min(crate::store::MAX_PAGE_SIZE + 1);
     let rows = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT d.id, d.name, d.compliance, d.compliance_reason, d.last_seen
                FROM devices d
               WHERE d.compliance IS NOT NULL AND d.compliance <> 'in_sync'
                 AND (?2 IS NULL OR d.compliance = ?2)
                 AND (?3 IS NULL OR d.id > ?3)
-                AND EXISTS (SELECT 1 FROM json_each(d.compliance_groups) j WHERE j.value = ?1)
+                AND EXISTS (SELECT 1 FROM {} j WHERE j.value = ?1)
               ORDER BY d.id LIMIT ?4",
-        )?
+            db::json_text_elements("d.compliance_groups")
+        ))?
         .query_map(
             params![group_id, state.map(State::as_str), after, i64::from(limit)],
             |r| {
@@ -243,7 +247,7 @@ pub(super) fn noncompliant(
                 ))
             },
         )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<db::Result<Vec<_>>>()?;
     rows.into_iter()
         .map(|(id, name, state, reason, seen)| {
             Ok(NonCompliantDevice {
@@ -258,7 +262,7 @@ pub(super) fn noncompliant(
 }
 
 #[async_trait::async_trait]
-impl crate::store::ComplianceStore for super::SqliteStore {
+impl crate::store::ComplianceStore for super::Backend {
     async fn sweep_stale(&self, now: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         self.call(move |conn| super::write(conn, |tx, _| sweep_stale(tx, now, limit)))
             .await
