@@ -14,7 +14,8 @@ use fleetd::config::Config;
 use fleetd::domain::rollout::RolloutState;
 use fleetd::domain::rollout_engine::{Counts, DeviceState, Options, RollbackState};
 use fleetd::engine::{tick_once, tick_with, TickReport};
-use fleetd::store::engine::UpdateOutcome;
+use fleetd::store::engine::{ResultRecord, UpdateOutcome};
+use fleetd::store::postgres::PgStore;
 use fleetd::store::prelude::*;
 use fleetd::store::sqlite::SqliteStore;
 use fleetd::store::{
@@ -37,9 +38,26 @@ fn t0() -> DateTime<Utc> {
     t("2030-06-03T10:00:00Z")
 }
 
+/// The store under test: a SQLite file in `dir`, or with
+/// `FLEETD_TEST_BACKEND=postgres` a fresh PostgreSQL database (the same one
+/// again for the same `dir`, so reopening sees the same state).
 async fn open(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    if common::pg::backend_is_postgres() {
+        let url = common::pg::database_for(dir.path()).await;
+        return Arc::new(PgStore::open(&url).await.unwrap());
+    }
     let location = SqliteLocation::File(dir.path().join("fleetd.db"));
     Arc::new(SqliteStore::open(location).await.unwrap())
+}
+
+/// The PostgreSQL store's engine lease (`FLEETD_ENGINE_LEASE`, else its
+/// 15 s default).
+fn lease_ttl() -> std::time::Duration {
+    std::env::var("FLEETD_ENGINE_LEASE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(std::time::Duration::from_secs_f64)
+        .unwrap_or(std::time::Duration::from_secs(15))
 }
 
 fn actor() -> Actor {
@@ -987,6 +1005,83 @@ async fn results_are_idempotent_and_checked() {
     assert_eq!(seen(s, &id).await.1, [4, 0, 1, 1, 1, 1]);
 }
 
+#[tokio::test]
+async fn a_batch_of_results_is_one_transaction_with_an_outcome_per_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, 6).await;
+    let s = f.store.as_ref();
+    let id = create(s, spec(&f.v2, &[&f.group], &[(50.0, "0s"), (100.0, "0s")])).await;
+    tick(s, t0()).await;
+    let wave = in_state(s, &id, DeviceState::InProgress).await;
+    let pending = in_state(s, &id, DeviceState::Pending).await;
+    assert_eq!((wave.len(), pending.len()), (3, 3));
+    s.record_result(&wave[2], &id, UpdateOutcome::Succeeded, t0())
+        .await
+        .unwrap();
+    let item = |device: &str, rollout: &str, outcome: UpdateOutcome| ResultRecord {
+        device_id: device.to_owned(),
+        rollout_id: rollout.to_owned(),
+        outcome,
+        at: t0(),
+    };
+    let outcomes = s
+        .record_results(vec![
+            item(&wave[0], &id, UpdateOutcome::Succeeded),
+            // The same report twice in one batch: the second changes nothing.
+            item(&wave[0], &id, UpdateOutcome::Succeeded),
+            item(&wave[1], &id, failed("disk full")),
+            // Contradicts what wave[2] reported before the batch.
+            item(&wave[2], &id, failed("late")),
+            // Never assigned.
+            item(&pending[0], &id, UpdateOutcome::Succeeded),
+            item("no-such-device", &id, UpdateOutcome::Succeeded),
+            item(&wave[1], "no-such-rollout", UpdateOutcome::Succeeded),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 7);
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok() && outcomes[2].is_ok());
+    assert!(
+        matches!(&outcomes[3], Err(StoreError::Conflict { message, .. })
+            if message.contains("already reported succeeded")),
+        "{:?}",
+        outcomes[3]
+    );
+    assert!(
+        matches!(outcomes[4], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        outcomes[4]
+    );
+    assert!(matches!(
+        outcomes[5],
+        Err(StoreError::NotFound {
+            kind: ObjectKind::Device,
+            ..
+        })
+    ));
+    assert!(matches!(
+        outcomes[6],
+        Err(StoreError::NotFound {
+            kind: ObjectKind::Rollout,
+            ..
+        })
+    ));
+    // Exactly the accepted results moved the counters: targeted 6, pending
+    // 3, in progress 0, succeeded 2, failed 1.
+    assert_eq!(seen(s, &id).await, st("running", [6, 3, 0, 2, 1, 0], 0));
+    check(s, &id).await;
+    assert_eq!(
+        s.get_rollout_device(&id, &wave[1])
+            .await
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("disk full")
+    );
+    // An empty batch is a no-op.
+    assert!(s.record_results(Vec::new()).await.unwrap().is_empty());
+}
+
 // ------------------------------------------------------------------ durability
 
 #[tokio::test]
@@ -1014,6 +1109,11 @@ async fn a_restart_mid_rollout_loses_nothing() {
     // A new process on the same file.
     let store = open(&dir).await;
     let s = store.as_ref();
+    if common::pg::backend_is_postgres() {
+        // On PostgreSQL the dead process's engine lease must expire before
+        // another takes its rollouts over.
+        tokio::time::sleep(lease_ttl() + std::time::Duration::from_millis(500)).await;
+    }
     assert_eq!(seen(s, &id).await, before);
     check(s, &id).await;
     let now = t0() + Duration::minutes(2);

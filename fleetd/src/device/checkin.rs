@@ -17,12 +17,46 @@ use fleet_api::device_api::{
 };
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
+use chrono::DateTime;
+
 use super::auth::{Authenticated, Caller};
 use super::authz::{CONFIG_READ, DEVICE_CHECKIN, FIRMWARE_DOWNLOAD};
 use super::error::DeviceError;
+use super::group_commit::GroupCommit;
 use super::DeviceState;
 use crate::store::device_api::{CheckinReport, ComplianceInput};
 use crate::store::engine::Assignment;
+use crate::store::{ObjectKind, Store, StoreError};
+
+/// A check-in waiting for its group commit: device id, report, time.
+pub type QueuedCheckin = (String, CheckinReport, DateTime<Utc>);
+
+/// The group-commit writer of check-in reports.
+pub fn writer(store: Arc<dyn Store>) -> GroupCommit<QueuedCheckin> {
+    GroupCommit::spawn("check-ins", move |batch: Vec<QueuedCheckin>| {
+        let store = Arc::clone(&store);
+        async move {
+            let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.clone()).collect();
+            let found = store.record_checkins(batch).await?;
+            Ok(found
+                .into_iter()
+                .zip(ids)
+                .map(|(found, id)| {
+                    if found {
+                        Ok(())
+                    } else {
+                        Err(StoreError::NotFound {
+                            kind: ObjectKind::Device,
+                            id,
+                        })
+                    }
+                })
+                .collect())
+        }
+    })
+}
 
 /// Longest reported firmware version / health word.
 const MAX_REPORTED_LEN: usize = 128;
@@ -71,8 +105,8 @@ pub async fn checkin(
         .collect();
     state
         .checkins
-        .record(
-            &caller.device.id,
+        .submit((
+            caller.device.id.clone(),
             CheckinReport {
                 firmware_version: body.firmware_version,
                 health: body.health,
@@ -84,7 +118,7 @@ pub async fn checkin(
                 }),
             },
             now,
-        )
+        ))
         .await?;
 
     let mut denied = Vec::new();

@@ -25,9 +25,9 @@
 pub mod auth;
 pub mod authz;
 mod checkin;
-pub mod checkin_writer;
 mod enroll;
 pub mod error;
+pub mod group_commit;
 pub mod metrics;
 mod results;
 pub mod tls;
@@ -53,11 +53,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 use self::error::DeviceError;
+use self::group_commit::GroupCommit;
 use self::metrics::DeviceMetrics;
 use self::tls::ServerIdentity;
 use self::trust::TrustState;
 use self::view::ViewCache;
 use crate::keystore::MasterKey;
+use crate::store::engine::ResultRecord;
 use crate::store::Store;
 
 /// File in the data directory holding the device API's bound `host:port`.
@@ -94,7 +96,10 @@ pub struct DeviceState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<DeviceMetrics>,
     pub view: Arc<ViewCache>,
-    pub checkins: checkin_writer::CheckinWriter,
+    /// Group-committed check-in reports ([`checkin::writer`]).
+    pub checkins: GroupCommit<checkin::QueuedCheckin>,
+    /// Group-committed update results ([`results::writer`]).
+    pub results: GroupCommit<ResultRecord>,
 }
 
 /// The device API's routes.
@@ -203,7 +208,8 @@ impl DeviceServer {
         .context("loading the fleet CAs for the device API")?;
 
         let router = router(DeviceState {
-            checkins: checkin_writer::CheckinWriter::spawn(Arc::clone(&store)),
+            checkins: checkin::writer(Arc::clone(&store)),
+            results: results::writer(Arc::clone(&store)),
             store,
             metrics: Arc::clone(&metrics),
             view: Arc::new(ViewCache::default()),

@@ -3,6 +3,10 @@
 //! Needs `firmware:report` on the device and on the rollout's firmware.
 //! The engine records the outcome idempotently (a repeated report changes
 //! nothing), so a device that lost the response may simply send it again.
+//! Results are group-committed ([`super::group_commit`]): the answer comes
+//! once the device's result is durable.
+
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -13,9 +17,19 @@ use fleet_api::device_api::{ResultAck, ResultReport, UpdateOutcome as WireOutcom
 use super::auth::{not_found, Caller};
 use super::authz::FIRMWARE_REPORT;
 use super::error::DeviceError;
+use super::group_commit::GroupCommit;
 use super::DeviceState;
-use crate::store::engine::UpdateOutcome;
-use crate::store::StoreError;
+use crate::store::engine::{ResultRecord, UpdateOutcome};
+use crate::store::{Store, StoreError};
+
+/// The group-commit writer of update results: results reported together
+/// are recorded in one transaction.
+pub fn writer(store: Arc<dyn Store>) -> GroupCommit<ResultRecord> {
+    GroupCommit::spawn("update results", move |batch| {
+        let store = Arc::clone(&store);
+        async move { store.record_results(batch).await }
+    })
+}
 
 /// Longest accepted failure reason.
 const MAX_REASON_LEN: usize = 1024;
@@ -63,8 +77,13 @@ pub async fn report(
         WireOutcome::RolledBack => UpdateOutcome::RolledBack,
     };
     match state
-        .store
-        .record_result(&caller.device.id, &body.rollout_id, outcome, Utc::now())
+        .results
+        .submit(ResultRecord {
+            device_id: caller.device.id.clone(),
+            rollout_id: body.rollout_id.clone(),
+            outcome,
+            at: Utc::now(),
+        })
         .await
     {
         Ok(()) => {}

@@ -43,6 +43,15 @@ pub enum UpdateOutcome {
     RolledBack,
 }
 
+/// One device's result, as queued for [`EngineStore::record_results`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRecord {
+    pub device_id: String,
+    pub rollout_id: String,
+    pub outcome: UpdateOutcome,
+    pub at: DateTime<Utc>,
+}
+
 /// A rollout as the engine sees it: its definition and its progress.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineRollout {
@@ -145,6 +154,15 @@ pub trait EngineStore: Send + Sync + 'static {
         outcome: UpdateOutcome,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// [`EngineStore::record_result`] for many results in one transaction
+    /// (group commit under load). Each item succeeds or fails on its own
+    /// (NotFound, Conflict), exactly as alone; `Err` means the whole batch
+    /// failed and nothing was written.
+    async fn record_results(
+        &self,
+        batch: Vec<ResultRecord>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
     /// Ids of the rollouts the engine still has work for (not finished, or
     /// finished with devices in flight), in creation order. Called at the

@@ -23,7 +23,8 @@ use crate::domain::rollout_engine::{
     Progress, RateAnchor, ResultEffect, RollbackState, Status, TimeoutMode, TimeoutOutcome,
 };
 use crate::store::engine::{
-    Applied, Assignment, EngineEvent, EngineGuard, EngineRollout, RolloutDevice, UpdateOutcome,
+    Applied, Assignment, EngineEvent, EngineGuard, EngineRollout, ResultRecord, RolloutDevice,
+    UpdateOutcome,
 };
 use crate::store::{EngineStore, ObjectKind, Rollout, StoreError};
 
@@ -57,6 +58,32 @@ impl EngineStore for Backend {
         self.call(move |conn| {
             immediate(conn, |tx| {
                 record_result(tx, &device_id, &rollout_id, &outcome, at)
+            })
+        })
+        .await
+    }
+
+    async fn record_results(
+        &self,
+        batch: Vec<ResultRecord>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.call(move |conn| {
+            immediate(conn, |tx| {
+                let mut out = Vec::with_capacity(batch.len());
+                for r in &batch {
+                    match record_result(tx, &r.device_id, &r.rollout_id, &r.outcome, r.at) {
+                        Ok(()) => out.push(Ok(())),
+                        // Refused before anything was written: this item
+                        // alone fails.
+                        Err(e @ (StoreError::NotFound { .. } | StoreError::Conflict { .. })) => {
+                            out.push(Err(e))
+                        }
+                        // Anything else may have left this item half
+                        // written: the whole batch rolls back.
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(out)
             })
         })
         .await
