@@ -37,6 +37,7 @@ pub struct Server {
     device: DeviceServer,
     /// For the rollout engine, started by [`Server::serve`].
     engine_store: Arc<dyn store::Store>,
+    engine_wake: crate::engine::EngineWake,
 }
 
 impl Server {
@@ -84,11 +85,13 @@ impl Server {
         .await?;
 
         let engine_store = Arc::clone(&store);
+        let engine_wake = crate::engine::EngineWake::default();
         let router = api::router(AppState {
             store,
             admin_token: Arc::from(admin_token.as_str()),
             master_key: Arc::new(master_key),
             device_metrics,
+            engine_wake: engine_wake.clone(),
         });
 
         let addr_file = config.data_dir.join(ADDR_FILE);
@@ -105,6 +108,7 @@ impl Server {
             config,
             device,
             engine_store,
+            engine_wake,
         })
     }
 
@@ -136,6 +140,7 @@ impl Server {
             config,
             device,
             engine_store,
+            engine_wake,
             ..
         } = self;
 
@@ -155,6 +160,7 @@ impl Server {
                 interval: config.engine_interval,
                 ..Default::default()
             },
+            engine_wake,
             async move {
                 let _ = engine_stop_rx.wait_for(|stop| *stop).await;
             },

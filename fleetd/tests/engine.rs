@@ -1214,47 +1214,95 @@ async fn ten_thousand_devices_complete_with_exact_counts() {
 
 #[tokio::test]
 async fn fleetd_serve_runs_the_engine_in_the_background() {
+    let (server, _dir) = serve_with_engine_interval(std::time::Duration::from_millis(50)).await;
+    let (r, _) = served_rollout(&server, "running").await;
+    wait_assigned(&server, &r, 3, std::time::Duration::from_secs(20)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn creating_or_starting_a_rollout_wakes_the_engine_at_once() {
+    // The periodic tick is ten minutes away: only the wake can assign.
+    let (server, _dir) = serve_with_engine_interval(std::time::Duration::from_secs(600)).await;
+    let (r, _) = served_rollout(&server, "running").await;
+    wait_assigned(&server, &r, 3, std::time::Duration::from_secs(5)).await;
+
+    // Created paused, then started by an update.
+    let (paused, spec) = served_rollout(&server, "paused").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let path = format!("/v1/rollouts/{}", paused["id"].as_str().unwrap());
+    let (_, now) = send(server.get(&path)).await;
+    assert_eq!(now["counts"]["in_progress"], 0, "{now}");
+    let mut body = spec;
+    body["state"] = json!("running");
+    body["version"] = now["version"].clone();
+    let (status, updated) = send(server.put(&path, &body)).await;
+    assert_eq!(status, 200, "{updated}");
+    wait_assigned(&server, &paused, 3, std::time::Duration::from_secs(5)).await;
+    server.stop().await;
+}
+
+async fn serve_with_engine_interval(
+    interval: std::time::Duration,
+) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
     config.listen = "127.0.0.1:0".to_owned();
     config.device_listen = Some("127.0.0.1:0".to_owned());
-    config.engine_interval = std::time::Duration::from_millis(50);
-    let server = TestServer::start_with(config).await;
-    let g = server.create_group(json!({"name": "fleet"})).await;
+    config.engine_interval = interval;
+    (TestServer::start_with(config).await, dir)
+}
+
+/// A group of three devices, a firmware and a rollout over them in
+/// `state`; returns the rollout and the body it was created with.
+async fn served_rollout(
+    server: &TestServer,
+    state: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let name = format!("fleet-{}", uuid::Uuid::new_v4().simple());
+    let g = server.create_group(json!({ "name": name })).await;
     for i in 0..3 {
         let (status, body) = send(server.post(
             "/v1/devices",
-            &json!({"name": format!("d{i}"), "hardware": "m1", "group_ids": [g["id"]]}),
+            &json!({"name": format!("{name}-d{i}"), "hardware": "m1", "group_ids": [g["id"]]}),
         ))
         .await;
         assert_eq!(status, 201, "{body}");
     }
     let (status, fw) = send(server.post(
         "/v1/firmware",
-        &json!({"product": "meter", "version": "1.0.0", "hardware": ["m1"],
+        &json!({"product": name, "version": "1.0.0", "hardware": ["m1"],
                 "url": "https://fw.example.com/m.bin", "sha256": "ab".repeat(32), "size_bytes": 10}),
     ))
     .await;
     assert_eq!(status, 201, "{fw}");
-    let (status, r) = send(server.post(
-        "/v1/rollouts",
-        &json!({"name": "r", "firmware_id": fw["id"], "target_group_ids": [g["id"]],
-                "phases": [{"percent": 100}]}),
-    ))
-    .await;
+    let spec = json!({"name": name, "firmware_id": fw["id"], "target_group_ids": [g["id"]],
+                      "phases": [{"percent": 100}], "state": state});
+    let (status, r) = send(server.post("/v1/rollouts", &spec)).await;
     assert_eq!(status, 201, "{r}");
-    let path = format!("/v1/rollouts/{}", r["id"].as_str().unwrap());
-    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    (r, spec)
+}
+
+async fn wait_assigned(
+    server: &TestServer,
+    rollout: &serde_json::Value,
+    n: i64,
+    within: std::time::Duration,
+) {
+    let path = format!("/v1/rollouts/{}", rollout["id"].as_str().unwrap());
+    let deadline = Instant::now() + within;
     loop {
         let (_, r) = send(server.get(&path)).await;
-        if r["status"] == "running" && r["counts"]["in_progress"] == 3 {
+        if r["status"] == "running" && r["counts"]["in_progress"] == n {
             assert_eq!(r["counts"]["pending"], 0);
-            break;
+            return;
         }
-        assert!(Instant::now() < deadline, "the engine never ran: {r}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            Instant::now() < deadline,
+            "not assigned within {within:?}: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    server.stop().await;
 }
 
 // ------------------------------------------------------------------ edge cases

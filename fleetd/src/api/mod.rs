@@ -44,6 +44,8 @@ pub struct AppState {
     pub master_key: Arc<MasterKey>,
     /// The device API's counters, rendered on `/metrics`.
     pub device_metrics: Arc<crate::device::metrics::DeviceMetrics>,
+    /// Wakes the rollout engine after a rollout is created or changed.
+    pub engine_wake: crate::engine::EngineWake,
 }
 
 /// The complete admin API.

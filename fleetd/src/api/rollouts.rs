@@ -69,6 +69,7 @@ pub async fn create(
         state: body.state,
     })?;
     let r = state.store.create_rollout(&actor, spec).await?;
+    state.engine_wake.wake();
     let location = format!("{COLLECTION}/{}", r.id);
     Ok((
         StatusCode::CREATED,
@@ -172,6 +173,7 @@ pub async fn update(
         .store
         .update_rollout(&actor, &id, body.version, spec)
         .await?;
+    state.engine_wake.wake();
     Ok(Json(to_wire(r)))
 }
 
