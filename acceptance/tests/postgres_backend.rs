@@ -579,3 +579,129 @@ resource "fleet_policy_attachment" "valves" {{
     assert!(b.list("/v1/certificate-authorities")?.is_empty());
     Ok(())
 }
+
+/// Two Terraform working directories manage one device group, each through
+/// its own replica. Both plan against the same version: the first apply
+/// wins, the second is refused with a conflict that says what happened and
+/// what to do, and nothing is lost — fleetd holds the first writer's value
+/// and the second directory's next plan shows the difference to reconcile.
+/// Then both apply at the same moment, several times: every apply either
+/// lands (the version moves by one per landed apply) or fails with that
+/// conflict; never do two land on the same version.
+#[test]
+fn concurrent_applies_through_two_replicas_conflict_instead_of_losing_an_update() -> Result<()> {
+    let db = acceptance::pg::PgDatabase::create()?;
+    let keys = tempfile::tempdir()?;
+    let master_key = keys.path().join("master.key");
+    std::fs::write(&master_key, format!("{}\n", "c3".repeat(32)))?;
+    let master_key = master_key.to_str().context("utf-8 path")?.to_owned();
+    let args = ["--database-url", &db.url, "--master-key-file", &master_key];
+    let a = Fleetd::start_with(&args)?;
+    let b = Fleetd::start_with(&args)?;
+    let config = |description: &str| {
+        format!(
+            r#"
+terraform {{
+  required_providers {{
+    fleet = {{ source = "fleetform/fleet" }}
+  }}
+}}
+provider "fleet" {{}}
+
+resource "fleet_device_group" "shared" {{
+  name        = "shared"
+  description = "{description}"
+}}
+"#
+        )
+    };
+    let group = |f: &Fleetd, id: &str| -> Result<Json> {
+        f.get(&format!("/v1/device-groups/{id}"))?
+            .context("group in fleetd")
+    };
+
+    let wa = Workdir::new(&a)?;
+    let id = wa
+        .apply(&config("initial"))?
+        .str("fleet_device_group.shared", "id")?;
+    let wb = Workdir::new(&b)?;
+    wb.write_config(&config("initial"))?;
+    wb.ok(&["import", "-no-color", "fleet_device_group.shared", &id])?;
+    wb.assert_empty_plan()?;
+
+    // Both plan against version 1.
+    wa.write_config(&config("from A"))?;
+    wb.write_config(&config("from B"))?;
+    wa.ok(&["plan", "-no-color", "-out=change.tfplan"])?;
+    wb.ok(&["plan", "-no-color", "-out=change.tfplan"])?;
+    wa.ok(&["apply", "-no-color", "change.tfplan"])?;
+    let out = wb.run(&["apply", "-no-color", "change.tfplan"])?;
+    // Terraform wraps long lines: compare with single spaces.
+    let stderr = String::from_utf8_lossy(&out.stderr)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    ensure!(!out.status.success(), "the stale apply succeeded");
+    for needle in [
+        "changed outside Terraform",
+        "expected version 1, found 2",
+        "nothing was changed",
+        "terraform plan",
+        "fleet_device_group.shared",
+        &id,
+    ] {
+        ensure!(
+            stderr.contains(needle),
+            "conflict message lacks {needle:?}:\n{stderr}"
+        );
+    }
+    // No lost update: both replicas serve the first writer's value.
+    for f in [&a, &b] {
+        let g = group(f, &id)?;
+        assert_eq!(g["description"], "from A", "{g}");
+        assert_eq!(g["version"], 2, "{g}");
+    }
+    // The second directory sees the difference and can reconcile.
+    let (empty, plan) = wb.plan_is_empty(true)?;
+    ensure!(
+        !empty && plan.contains("\"from A\" -> \"from B\""),
+        "{plan}"
+    );
+
+    // Applies started together, each refreshing first.
+    let mut version = 2;
+    for round in 0..4 {
+        wa.write_config(&config(&format!("A{round}")))?;
+        wb.write_config(&config(&format!("B{round}")))?;
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| wa.run(&["apply", "-auto-approve", "-no-color"]));
+            let tb = s.spawn(|| wb.run(&["apply", "-auto-approve", "-no-color"]));
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        let mut landed = Vec::new();
+        for (who, out) in [("A", ra?), ("B", rb?)] {
+            if out.status.success() {
+                landed.push(who);
+            } else {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                ensure!(
+                    stderr.contains("changed outside Terraform"),
+                    "apply {who} failed for another reason:\n{stderr}"
+                );
+            }
+        }
+        ensure!(!landed.is_empty(), "round {round}: neither apply landed");
+        let g = group(&b, &id)?;
+        version += landed.len() as i64;
+        assert_eq!(
+            g["version"], version,
+            "round {round}: {landed:?} landed, so the version moves by that many: {g}"
+        );
+        let last = g["description"].as_str().unwrap_or_default().to_owned();
+        ensure!(
+            landed.iter().any(|who| last == format!("{who}{round}")),
+            "round {round}: fleetd holds {last:?}, written by none of {landed:?}"
+        );
+    }
+    Ok(())
+}

@@ -40,10 +40,10 @@ pub fn api_diag(action: &str, e: ClientError) -> Diagnostics {
                     return Diagnostic::error(
                         format!("{action}: changed outside Terraform"),
                         format!(
-                            "{} The object was modified in fleetd since Terraform last read it (expected version {}, found {}). Run `terraform plan` or `terraform apply -refresh-only` to refresh, then apply again.",
-                            api.message,
+                            "The object was modified in fleetd since Terraform last read it (expected version {}, found {}), for example by another Terraform run; nothing was changed. Run `terraform plan` or `terraform apply -refresh-only` to refresh, then apply again.\n\nfleetd: {}",
                             api.expected_version.unwrap_or_default(),
-                            api.current_version.unwrap_or_default()
+                            api.current_version.unwrap_or_default(),
+                            api.message,
                         ),
                     )
                     .into()
