@@ -65,9 +65,9 @@ def null_provider():
     return mirror, binary
 
 
-def start_fleetd(data, bins=RELEASE):
+def start_fleetd(data, bins=RELEASE, extra=()):
     proc = subprocess.Popen([os.path.join(bins, "fleetd"), "serve", "--listen", "127.0.0.1:0",
-                             "--data-dir", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--data-dir", data, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     addr_file = os.path.join(data, "admin.addr")
     for _ in range(300):
         if os.path.exists(addr_file):
@@ -251,22 +251,45 @@ def padded_triggers(fleet_bytes, null_bytes):
     return triggers
 
 
-def bench_device(n, phase_secs, bins):
-    """`fleet-sim bench` with n devices against a fresh fleetd."""
+PG_MAINTENANCE = os.environ.get("FLEETFORM_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
+
+
+def pg_admin(sql):
+    sh(["psql", PG_MAINTENANCE, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], stdout=subprocess.DEVNULL)
+
+
+def bench_device(n, phase_secs, bins, postgres=False):
+    """`fleet-sim bench` with n devices against a fresh fleetd: its embedded
+    SQLite store, or with `postgres` a fresh PostgreSQL database (created
+    through FLEETFORM_BENCH_POSTGRES's server, dropped afterwards)."""
     with tempfile.TemporaryDirectory(prefix="fleetform-bench-dev-") as tmp:
-        fleetd, _, _ = start_fleetd(tmp, bins)
+        extra = ()
+        db = None
+        if postgres:
+            db = f"fleetform_bench_{os.getpid()}_{int(time.time())}"
+            pg_admin(f"CREATE DATABASE {db}")
+            extra = ("--database-url", PG_MAINTENANCE.rsplit("/", 1)[0] + "/" + db)
         try:
-            for _ in range(300):
-                if os.path.exists(os.path.join(tmp, "device.addr")):
-                    break
-                time.sleep(0.05)
-            out = subprocess.run([os.path.join(bins, "fleet-sim"), "bench", "--fleetd-data-dir", tmp,
-                                  "--devices", str(n), "--phase-secs", str(phase_secs), "--json"],
-                                 check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            return json.loads(out.stdout.strip().splitlines()[-1])
+            return _bench_device(tmp, n, phase_secs, bins, extra)
         finally:
-            fleetd.kill()
-            fleetd.wait()
+            if db:
+                pg_admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def _bench_device(tmp, n, phase_secs, bins, extra):
+    fleetd, _, _ = start_fleetd(tmp, bins, extra)
+    try:
+        for _ in range(300):
+            if os.path.exists(os.path.join(tmp, "device.addr")):
+                break
+            time.sleep(0.05)
+        out = subprocess.run([os.path.join(bins, "fleet-sim"), "bench", "--fleetd-data-dir", tmp,
+                              "--devices", str(n), "--phase-secs", str(phase_secs), "--json"],
+                             check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        fleetd.kill()
+        fleetd.wait()
 
 
 def bench_engine(n, data_dir):
@@ -331,7 +354,9 @@ def main():
     ap.add_argument("--device-sizes", default="1000,3000,10000")
     ap.add_argument("--phase-secs", type=float, default=5.0)
     ap.add_argument("--engine-sizes", default="10000,100000,1000000")
-    ap.add_argument("--only", default="handshake,terraform,device,engine")
+    ap.add_argument("--pg-devices", type=int, default=2000,
+                    help="devices for the PostgreSQL vs SQLite device-API comparison (`--only pg`)")
+    ap.add_argument("--only", default="handshake,terraform,device,pg,engine")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny sizes on the debug binaries already built (no cargo build); "
                          "the engine part is smoked by fleetd/tests/bench_smoke.rs")
@@ -343,6 +368,7 @@ def main():
     if args.smoke:
         bins = os.path.join(os.path.dirname(RELEASE), "debug")
         args.sizes, args.runs, args.device_sizes, args.phase_secs = "3", 2, "20", 0.5
+        args.pg_devices = 20
         hs_runs = 3
         only.discard("engine")
     # 10k devices = 10k sockets on each side.
@@ -393,6 +419,21 @@ def main():
                          "1,000/min (AWS IoT Jobs max)", per_min / AWS_IOT_JOBS_MAX_PER_MIN, "≥ 100x",
                          per_min / AWS_IOT_JOBS_MAX_PER_MIN >= 100 and r["rollout_assigned"] == n))
             details.append(r)
+
+    if "pg" in only:
+        # The same device benchmark on both stores, alternated.
+        n = args.pg_devices
+        runs = {"sqlite": [], "postgres": []}
+        for _ in range(2):
+            runs["sqlite"].append(bench_device(n, args.phase_secs, bins))
+            runs["postgres"].append(bench_device(n, args.phase_secs, bins, postgres=True))
+        raw["pg"] = runs
+        med = {k: {m: statistics.median(r[m]["per_sec"] for r in v) for m in ("checkin", "enroll")}
+               for k, v in runs.items()}
+        for m, label in (("checkin", "check-ins/s"), ("enroll", "enrollments/s")):
+            pg_rate, sq_rate = med["postgres"][m], med["sqlite"][m]
+            rows.append((f"{label} on PostgreSQL, {n:,} devices", fmt_rate(pg_rate),
+                         fmt_rate(sq_rate) + " (SQLite, same build)", pg_rate / sq_rate, "report", None))
 
     engine = []
     if "engine" in only:

@@ -55,6 +55,13 @@ fn bench_driver_produces_every_figure() {
             "{rate}: {dev}"
         );
     }
+    // The same device benchmark on PostgreSQL and SQLite.
+    for store in ["sqlite", "postgres"] {
+        for run in raw["pg"][store].as_array().unwrap() {
+            assert_eq!(run["devices"], 20, "{run}");
+            assert!(run["checkin"]["per_sec"].as_f64().unwrap() > 0.0, "{run}");
+        }
+    }
     // The table names every row.
     for row in [
         "provider start → handshake line",
@@ -63,6 +70,10 @@ fn bench_driver_produces_every_figure() {
         "check-ins/s, 20 devices",
         "enrollments/s, 20 devices",
         "rollout assignments/min, 20 devices",
+        "process floor: exec → one line",
+        "apply (create) 3 resources, anchor with the same state size",
+        "check-ins/s on PostgreSQL, 20 devices",
+        "enrollments/s on PostgreSQL, 20 devices",
     ] {
         assert!(stdout.contains(row), "missing {row:?} in\n{stdout}");
     }
