@@ -16,7 +16,7 @@ if [[ -n "${TF_ACC_TERRAFORM_PATH:-}" && -x "${TF_ACC_TERRAFORM_PATH}" ]]; then
 fi
 # A terraform on PATH is suitable only if it is the same 1.15 line we pin.
 if command -v terraform >/dev/null 2>&1 && [[ "$(command -v terraform)" != "$tools/bin/terraform" ]] \
-   && CHECKPOINT_DISABLE=1 terraform version 2>/dev/null | head -1 | grep -q '^Terraform v1\.15\.'; then
+   && CHECKPOINT_DISABLE=1 terraform version 2>/dev/null | sed -n 1p | grep '^Terraform v1\.15\.' >/dev/null; then
   link "$(command -v terraform)"; exit 0
 fi
 venv="$tools/venv"
@@ -29,4 +29,5 @@ cat > "$tools/bin/terraform" <<SH
 exec "$venv/bin/python" "$root/tools/terraform-launcher.py" "\$@"
 SH
 chmod +x "$tools/bin/terraform"
-CHECKPOINT_DISABLE=1 "$tools/bin/terraform" version | head -1
+# sed reads everything (head would close the pipe early: SIGPIPE under pipefail).
+CHECKPOINT_DISABLE=1 "$tools/bin/terraform" version | sed -n 1p
