@@ -20,8 +20,11 @@
 //! devices, from creation to status `completed`:
 //! 1. engine ticks (`fleetd::engine::tick_once`) until every device is
 //!    assigned (pending → in_progress);
-//! 2. every device's result injected with `EngineStore::record_result`
-//!    (in_progress → succeeded), from `--concurrency` tasks;
+//! 2. every device's result injected with `EngineStore::record_results`
+//!    (in_progress → succeeded) in batches of up to
+//!    `fleetd::device::group_commit::MAX_BATCH` — the batches the device
+//!    API's group-commit writer forms when devices report faster than one
+//!    transaction commits — from `--concurrency` tasks;
 //! 3. engine ticks until the rollout is `completed`.
 //!
 //! Transitions = 2 per device (assigned, succeeded). Then: `get_rollout`
@@ -45,8 +48,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use fleetd::device::group_commit::MAX_BATCH;
 use fleetd::engine::tick_once;
-use fleetd::store::engine::UpdateOutcome;
+use fleetd::store::engine::{ResultRecord, UpdateOutcome};
 use fleetd::store::prelude::*;
 use fleetd::store::sqlite::SqliteStore;
 use fleetd::store::{
@@ -109,7 +113,7 @@ pub struct EngineBench {
     pub devices: usize,
     /// A `fleetd` binary to start on the result (see [`ServeReport`]).
     pub fleetd_bin: Option<PathBuf>,
-    /// Concurrent `record_result` callers.
+    /// Concurrent `record_results` callers.
     pub concurrency: usize,
     /// Status reads for the percentiles.
     pub reads: usize,
@@ -237,10 +241,20 @@ impl EngineBench {
             let (store, ids, id) = (Arc::clone(&store), Arc::clone(&ids), id.clone());
             tasks.spawn(async move {
                 let at = Utc::now();
-                for d in ids.iter().skip(w).step_by(workers) {
-                    store
-                        .record_result(d, &id, UpdateOutcome::Succeeded, at)
-                        .await?;
+                let mine: Vec<&String> = ids.iter().skip(w).step_by(workers).collect();
+                for chunk in mine.chunks(MAX_BATCH) {
+                    let batch = chunk
+                        .iter()
+                        .map(|d| ResultRecord {
+                            device_id: (*d).clone(),
+                            rollout_id: id.clone(),
+                            outcome: UpdateOutcome::Succeeded,
+                            at,
+                        })
+                        .collect();
+                    for outcome in store.record_results(batch).await? {
+                        outcome?;
+                    }
                 }
                 Ok::<_, fleetd::store::StoreError>(())
             });
