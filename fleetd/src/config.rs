@@ -37,6 +37,9 @@ pub struct Config {
     pub device_trust_refresh: Duration,
     /// Time between two passes of the rollout engine.
     pub engine_interval: Duration,
+    /// Whether creating or changing a rollout through the admin API runs an
+    /// engine pass at once (true) or leaves it to the next interval.
+    pub engine_wake_on_change: bool,
 }
 
 impl Config {
@@ -55,6 +58,7 @@ impl Config {
             device_server_names: Self::default_device_server_names(),
             device_trust_refresh: crate::device::trust::DEFAULT_REFRESH,
             engine_interval: crate::engine::DEFAULT_INTERVAL,
+            engine_wake_on_change: true,
         }
     }
 

@@ -91,7 +91,12 @@ impl Server {
             admin_token: Arc::from(admin_token.as_str()),
             master_key: Arc::new(master_key),
             device_metrics,
-            engine_wake: engine_wake.clone(),
+            // Without wake-on-change the API gets a signal nobody listens to.
+            engine_wake: if config.engine_wake_on_change {
+                engine_wake.clone()
+            } else {
+                crate::engine::EngineWake::default()
+            },
         });
 
         let addr_file = config.data_dir.join(ADDR_FILE);

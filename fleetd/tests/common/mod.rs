@@ -29,8 +29,9 @@ impl TestServer {
         config.listen = "127.0.0.1:0".to_owned();
         // API tests assert what the API stores; the background engine would
         // race them (a rollout over empty groups completes at once). Engine
-        // tests drive it explicitly or set their own interval.
+        // tests drive it explicitly or set their own interval and wake.
         config.engine_interval = std::time::Duration::from_secs(3600);
+        config.engine_wake_on_change = false;
         Self::start_with(config).await
     }
 
