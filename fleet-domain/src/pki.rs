@@ -965,6 +965,63 @@ pub fn build_crl(
     Ok(crl.pem()?)
 }
 
+// ---------------------------------------------------------------- fuzzing
+
+/// Entry point for a fuzz target: arbitrary bytes as a CSR and as a
+/// certificate, both as given (PEM text) and wrapped as the DER inside a PEM
+/// block. Every failure must be an input error naming the field; a CSR that
+/// verifies must yield a certificate from a real CA, which chains to it.
+/// Never panics unless one of those invariants is broken.
+pub fn fuzz_pem(data: &[u8]) {
+    use std::sync::OnceLock;
+    static CA: OnceLock<CertificateAuthority> = OnceLock::new();
+    let ca = CA.get_or_init(|| {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid time");
+        let m = generate_ca(
+            &NewCa {
+                common_name: "fuzz-ca",
+                organization: None,
+                validity_days: 3650,
+                key_algorithm: KeyAlgorithm::EcdsaP256,
+            },
+            Serial::from_bytes([7; 16]),
+            now,
+        )
+        .expect("CA generates");
+        CertificateAuthority::from_pem(&m.certificate_pem, &m.private_key_pem).expect("CA loads")
+    });
+    let text = String::from_utf8_lossy(data);
+    let csr_wrapped = pem_encode("CERTIFICATE REQUEST", data);
+    for csr in [text.as_ref(), csr_wrapped.as_str()] {
+        match csr_public_key(csr) {
+            Err(e) => assert_eq!(e.field(), Some("csr_pem"), "{e}"),
+            Ok(_) => {
+                let req = NewCertificate {
+                    subject: Subject::DeviceId("dev-1"),
+                    validity_days: 30,
+                    key: SubjectKey::Csr(csr),
+                };
+                let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid time");
+                let issued = issue_certificate(ca, &req, Serial::from_bytes([9; 16]), now)
+                    .unwrap_or_else(|e| panic!("a verified CSR was refused: {e}"));
+                let info = inspect_certificate("certificate_pem", &issued.certificate_pem)
+                    .expect("an issued certificate parses");
+                assert_eq!(info.common_name.as_deref(), Some("dev-1"));
+            }
+        }
+    }
+    let cert_wrapped = pem_encode("CERTIFICATE", data);
+    for cert in [text.as_ref(), cert_wrapped.as_str()] {
+        match inspect_certificate("certificate_pem", cert) {
+            Err(e) => assert_eq!(e.field(), Some("certificate_pem"), "{e}"),
+            Ok(info) => assert_eq!(info.fingerprint.len(), 64),
+        }
+        if let Err(e) = certificate_der("certificate_pem", cert) {
+            assert_eq!(e.field(), Some("certificate_pem"), "{e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

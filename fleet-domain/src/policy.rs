@@ -563,6 +563,114 @@ pub fn prune_versions(versions: &[u64], keep: usize) -> Vec<u64> {
     sorted
 }
 
+// ---------------------------------------------------------------- fuzzing
+
+/// Entry point for a fuzz target. The input is read as lines: `+` starts an
+/// allow statement and `-` a deny statement, `a<action>` and `r<pattern>`
+/// add to the last statement, `?<action> <resource>` is a request to decide.
+/// Checks that validation and compilation agree, that statements survive the
+/// JSON form the store keeps, that every decision names a statement of the
+/// right effect, and that an explicit deny of everything wins in any order.
+/// Never panics unless one of those invariants is broken.
+pub fn fuzz_statements(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut statements: Vec<Statement> = Vec::new();
+    let mut requests: Vec<(String, String)> = Vec::new();
+    for line in text.split('\n') {
+        let mut chars = line.chars();
+        let tag = chars.next();
+        let rest = chars.as_str();
+        match tag {
+            Some(c @ ('+' | '-')) => statements.push(Statement {
+                effect: if c == '+' {
+                    Effect::Allow
+                } else {
+                    Effect::Deny
+                },
+                actions: Vec::new(),
+                resources: Vec::new(),
+            }),
+            Some('a') => statements
+                .iter_mut()
+                .last()
+                .into_iter()
+                .for_each(|s| s.actions.push(rest.into())),
+            Some('r') => statements
+                .iter_mut()
+                .last()
+                .into_iter()
+                .for_each(|s| s.resources.push(rest.into())),
+            Some('?') => {
+                let (a, r) = rest.split_once(' ').unwrap_or((rest, ""));
+                requests.push((a.into(), r.into()));
+            }
+            _ => {}
+        }
+    }
+    let checked = validate_statements(&statements);
+    let policy = Policy::new("p-1", "fuzz", statements.clone());
+    assert_eq!(
+        checked.is_ok(),
+        policy.is_ok(),
+        "validation and compilation disagree"
+    );
+    let Ok(policy) = policy else { return };
+    let json = serde_json::to_string(&statements).expect("statements serialize");
+    let back: Vec<Statement> = serde_json::from_str(&json).expect("statements deserialize");
+    assert_eq!(Policy::new("p-1", "fuzz", back).as_ref(), Ok(&policy));
+
+    let mut device = DeviceFacts {
+        id: "dev-1".into(),
+        name: "meter-1".into(),
+        hardware: "meter-v2".into(),
+        ..DeviceFacts::default()
+    };
+    device.attributes.insert("region".into(), "eu-west".into());
+    let ctx = RequestContext {
+        device,
+        group_ids: vec!["g-1".into(), "g-2".into()],
+    };
+    let deny_all = Policy::new(
+        "p-deny",
+        "deny-all",
+        vec![Statement {
+            effect: Effect::Deny,
+            actions: vec!["*".into()],
+            resources: vec!["*".into()],
+        }],
+    )
+    .expect("deny-all is valid");
+    requests.extend(
+        ACTIONS
+            .iter()
+            .map(|a| (a.to_string(), "fleet:device/dev-1".to_string())),
+    );
+    for (action, resource) in &requests {
+        let d = authorize(&ctx, std::slice::from_ref(&policy), action, resource);
+        let effect = |i: usize| policy.statements()[i].effect;
+        match &d.reason {
+            Reason::Allow {
+                statement_index, ..
+            } => {
+                assert!(d.allowed && effect(*statement_index) == Effect::Allow)
+            }
+            Reason::ExplicitDeny {
+                statement_index, ..
+            } => {
+                assert!(!d.allowed && effect(*statement_index) == Effect::Deny)
+            }
+            Reason::DefaultDeny => assert!(!d.allowed),
+        }
+        for order in [[&policy, &deny_all], [&deny_all, &policy]] {
+            let order: Vec<Policy> = order.into_iter().cloned().collect();
+            assert!(
+                !authorize(&ctx, &order, action, resource).allowed,
+                "deny-all lost"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

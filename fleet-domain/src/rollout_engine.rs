@@ -283,6 +283,18 @@ impl CountsDelta {
         }
     }
 
+    /// Adds `other`'s moves to these.
+    pub fn add(&mut self, other: &CountsDelta) {
+        self.targeted += other.targeted;
+        self.pending += other.pending;
+        self.in_progress += other.in_progress;
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.rolled_back += other.rolled_back;
+        self.cancelled += other.cancelled;
+        self.assigned += other.assigned;
+    }
+
     pub fn is_zero(&self) -> bool {
         *self == CountsDelta::default()
     }

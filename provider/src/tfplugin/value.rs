@@ -1498,6 +1498,73 @@ fn json_encode(
 // Tests
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// Fuzzing
+// ---------------------------------------------------------------------------
+
+/// The types a fuzz input can be decoded as: every kind of cty type, nested
+/// the way provider schemas nest them.
+fn fuzz_types() -> Vec<Type> {
+    let nested = Type::object([
+        ("name", Type::String),
+        ("tags", Type::map(Type::String)),
+        (
+            "rules",
+            Type::list(Type::object([("n", Type::Number), ("on", Type::Bool)])),
+        ),
+        ("any", Type::Dynamic),
+    ]);
+    vec![
+        Type::String,
+        Type::Number,
+        Type::Bool,
+        Type::Dynamic,
+        Type::list(Type::String),
+        Type::set(Type::Number),
+        Type::map(Type::Dynamic),
+        Type::Tuple(vec![Type::String, Type::Number, Type::Dynamic]),
+        nested.clone(),
+        Type::set(nested),
+    ]
+}
+
+/// Entry point for a fuzz target: the first byte picks a type, the rest is
+/// decoded as a msgpack and as a JSON `DynamicValue` of it, and the bytes as
+/// a whole as a JSON type. Whatever decodes must encode and decode back to
+/// the same value (or type). Never panics unless one of those invariants is
+/// broken.
+pub fn fuzz_decode(data: &[u8]) {
+    if let Ok(ty) = Type::from_json_bytes(data) {
+        let again = Type::from_json_bytes(&ty.to_json_bytes());
+        assert_eq!(again.as_ref(), Ok(&ty), "type {ty} does not round-trip");
+    }
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let types = fuzz_types();
+    let ty = &types[pick as usize % types.len()];
+    if let Ok(v) = decode_msgpack(rest, ty) {
+        let bytes = encode_msgpack(&v, ty)
+            .unwrap_or_else(|e| panic!("decoded {v:?} as {ty} but cannot encode it: {e}"));
+        let again = decode_msgpack(&bytes, ty);
+        assert_eq!(
+            again.as_ref(),
+            Ok(&v),
+            "msgpack value of {ty} does not round-trip"
+        );
+    }
+    if let Ok(v) = decode_json(rest, ty) {
+        let bytes = encode_json(&v, ty)
+            .unwrap_or_else(|e| panic!("decoded {v:?} as {ty} but cannot encode it: {e}"));
+        let again = decode_json(&bytes, ty);
+        assert_eq!(
+            again.as_ref(),
+            Ok(&v),
+            "JSON value of {ty} does not round-trip"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,8 @@
 //! [`CountsDelta`] that is written to the rollout row in the same
 //! transaction.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -57,7 +58,9 @@ impl EngineStore for Backend {
         let (device_id, rollout_id) = (device_id.to_owned(), rollout_id.to_owned());
         self.call(move |conn| {
             immediate(conn, |tx| {
-                record_result(tx, &device_id, &rollout_id, &outcome, at)
+                let row = progress_row(tx, &rollout_id)?;
+                let delta = record_result(tx, &row, &device_id, &rollout_id, &outcome, at)?;
+                write_counts(tx, &rollout_id, &delta, &time::to_text(at))
             })
         })
         .await
@@ -69,10 +72,30 @@ impl EngineStore for Backend {
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         self.call(move |conn| {
             immediate(conn, |tx| {
+                // Within the transaction a rollout's engine columns cannot
+                // change under us: read each rollout once, and sum its
+                // counter moves into one update at the end.
+                let mut rollouts: HashMap<String, (ProgressRow, CountsDelta, DateTime<Utc>)> =
+                    HashMap::new();
                 let mut out = Vec::with_capacity(batch.len());
                 for r in &batch {
-                    match record_result(tx, &r.device_id, &r.rollout_id, &r.outcome, r.at) {
-                        Ok(()) => out.push(Ok(())),
+                    let (row, delta, last) = match rollouts.entry(r.rollout_id.clone()) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => match progress_row(tx, &r.rollout_id) {
+                            Ok(row) => e.insert((row, CountsDelta::default(), r.at)),
+                            Err(e @ StoreError::NotFound { .. }) => {
+                                out.push(Err(e));
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    };
+                    match record_result(tx, row, &r.device_id, &r.rollout_id, &r.outcome, r.at) {
+                        Ok(moved) => {
+                            delta.add(&moved);
+                            *last = (*last).max(r.at);
+                            out.push(Ok(()))
+                        }
                         // Refused before anything was written: this item
                         // alone fails.
                         Err(e @ (StoreError::NotFound { .. } | StoreError::Conflict { .. })) => {
@@ -82,6 +105,9 @@ impl EngineStore for Backend {
                         // written: the whole batch rolls back.
                         Err(e) => return Err(e),
                     }
+                }
+                for (id, (_, delta, last)) in &rollouts {
+                    write_counts(tx, id, delta, &time::to_text(*last))?;
                 }
                 Ok(out)
             })
@@ -876,14 +902,17 @@ fn expire(
 
 // ------------------------------------------------------------------ devices
 
+/// Applies one device's report under the rollout's engine columns `row`;
+/// returns the counter moves for the caller to write to the rollout row.
 fn record_result(
     tx: &Transaction<'_>,
+    row: &ProgressRow,
     device_id: &str,
     rollout_id: &str,
     outcome: &UpdateOutcome,
     at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let row = progress_row(tx, rollout_id)?;
+) -> Result<CountsDelta, StoreError> {
+    let mut delta = CountsDelta::default();
     let device: Option<(String, Option<String>, bool)> = tx
         .prepare_cached(
             "SELECT state, rollback_state, previous_firmware_id IS NOT NULL FROM rollout_devices
@@ -918,7 +947,7 @@ fn record_result(
             rollback,
             reason,
         } => {
-            let deadline = time::to_text(at + Duration::seconds(timeout_secs(&row)));
+            let deadline = time::to_text(at + Duration::seconds(timeout_secs(row)));
             let n = tx
                 .prepare_cached(
                     "UPDATE rollout_devices
@@ -937,9 +966,7 @@ fn record_result(
                     deadline,
                     record.state.as_str()
                 ])? as u64;
-            let mut delta = CountsDelta::default();
             delta.moved(record.state, state, n);
-            write_counts(tx, rollout_id, &delta, &at_text)?;
         }
         ResultEffect::Rollback { rollback, reason } => {
             tx.prepare_cached(
@@ -956,7 +983,7 @@ fn record_result(
             ])?;
         }
     }
-    Ok(())
+    Ok(delta)
 }
 
 fn current_assignment(
