@@ -46,16 +46,22 @@ fn target_dir() -> PathBuf {
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        // Tests built with `cargo test --release` (large runs) drive release
+        // binaries; otherwise debug ones.
+        let release = !cfg!(debug_assertions);
         if std::env::var_os("FLEETFORM_SKIP_BUILD").is_none() {
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            // The same command as `make build`, so it is a no-op there.
+            cargo
                 .current_dir(workspace_root())
-                // The same command as `make build`, so it is a no-op there.
-                .args(["build", "--workspace", "--bins"])
-                .status()
-                .expect("run cargo build");
+                .args(["build", "--workspace", "--bins"]);
+            if release {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().expect("run cargo build");
             assert!(status.success(), "building the provider and fleetd failed");
         }
-        target_dir().join("debug")
+        target_dir().join(if release { "release" } else { "debug" })
     })
 }
 
