@@ -1543,24 +1543,21 @@ pub fn fuzz_decode(data: &[u8]) {
     };
     let types = fuzz_types();
     let ty = &types[pick as usize % types.len()];
-    if let Ok(v) = decode_msgpack(rest, ty) {
-        let bytes = encode_msgpack(&v, ty)
-            .unwrap_or_else(|e| panic!("decoded {v:?} as {ty} but cannot encode it: {e}"));
-        let again = decode_msgpack(&bytes, ty);
+    type Decode = fn(&[u8], &Type) -> Result<Value, CodecError>;
+    type Encode = fn(&Value, &Type) -> Result<Vec<u8>, CodecError>;
+    let codecs: [(&str, Decode, Encode); 2] = [
+        ("msgpack", decode_msgpack, encode_msgpack),
+        ("JSON", decode_json, encode_json),
+    ];
+    for (form, decode, encode) in codecs {
+        let Ok(v) = decode(rest, ty) else { continue };
+        let bytes = encode(&v, ty)
+            .unwrap_or_else(|e| panic!("decoded {v:?} as {ty} ({form}) but cannot encode it: {e}"));
+        let again = decode(&bytes, ty);
         assert_eq!(
             again.as_ref(),
             Ok(&v),
-            "msgpack value of {ty} does not round-trip"
-        );
-    }
-    if let Ok(v) = decode_json(rest, ty) {
-        let bytes = encode_json(&v, ty)
-            .unwrap_or_else(|e| panic!("decoded {v:?} as {ty} but cannot encode it: {e}"));
-        let again = decode_json(&bytes, ty);
-        assert_eq!(
-            again.as_ref(),
-            Ok(&v),
-            "JSON value of {ty} does not round-trip"
+            "{form} value of {ty} does not round-trip"
         );
     }
 }
