@@ -12,7 +12,7 @@ use acceptance::{Fleetd, Workdir};
 use anyhow::{ensure, Context, Result};
 use fleet_api::device_api::UpdateOutcome;
 use fleet_sim::factory::DeviceCredentials;
-use fleet_sim::{Event, Factory};
+use fleet_sim::{Event, Factory, SimConfig};
 use serde_json::{json, Value as Json};
 
 /// The engine ticks often so that tests need not wait for it.
@@ -39,11 +39,20 @@ impl Line {
 
     /// Simulated meters signed by the factory Terraform imported.
     fn devices(&self, n: usize, fail_rate: f64, seed: u64) -> Result<Devices> {
+        self.start_devices(self.device_config(n, fail_rate, seed)?)
+    }
+
+    /// The simulator settings [`Line::devices`] uses.
+    fn device_config(&self, n: usize, fail_rate: f64, seed: u64) -> Result<SimConfig> {
         let mut cfg = devices::config(&self.fleetd, n, "meter")?;
         cfg.hardware = vec!["m1".into()];
         cfg.fail_rate = fail_rate;
         cfg.fail_version = Some("2.0.0".into());
         cfg.seed = seed;
+        Ok(cfg)
+    }
+
+    fn start_devices(&self, cfg: SimConfig) -> Result<Devices> {
         let factory = Factory::from_pem(
             self.factory.certificate_pem(),
             self.factory.private_key_pem(),
@@ -458,11 +467,7 @@ fn kill_9_at_five_random_points_of_a_rollout_keeps_exact_counts() -> Result<()> 
 
     let mut line = Line::new()?;
     line.wd.apply(&config(None))?;
-    let mut cfg = devices::config(&line.fleetd, n, "meter")?;
-    cfg.hardware = vec!["m1".into()];
-    cfg.fail_rate = 0.01;
-    cfg.fail_version = Some("2.0.0".into());
-    cfg.seed = seed;
+    let mut cfg = line.device_config(n, 0.01, seed)?;
     if n > 5_000 {
         // A connection per request (TLS sessions resumed) keeps the sockets
         // of 100,000 devices within the process's limits; each checks in
@@ -470,11 +475,7 @@ fn kill_9_at_five_random_points_of_a_rollout_keeps_exact_counts() -> Result<()> 
         cfg.keep_alive = false;
         cfg.checkin_interval = Duration::from_millis((n as u64 / 5).min(20_000));
     }
-    let factory = Factory::from_pem(
-        line.factory.certificate_pem(),
-        line.factory.private_key_pem(),
-    )?;
-    let devices = Devices::start(cfg, factory)?;
+    let devices = line.start_devices(cfg)?;
     let slack = Duration::from_secs(240 + n as u64 / 50);
     devices.wait_enrolled(slack)?;
 

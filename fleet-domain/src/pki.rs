@@ -975,8 +975,8 @@ pub fn build_crl(
 pub fn fuzz_pem(data: &[u8]) {
     use std::sync::OnceLock;
     static CA: OnceLock<CertificateAuthority> = OnceLock::new();
+    let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid time");
     let ca = CA.get_or_init(|| {
-        let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid time");
         let m = generate_ca(
             &NewCa {
                 common_name: "fuzz-ca",
@@ -1001,7 +1001,6 @@ pub fn fuzz_pem(data: &[u8]) {
                     validity_days: 30,
                     key: SubjectKey::Csr(csr),
                 };
-                let now = DateTime::from_timestamp(1_700_000_000, 0).expect("valid time");
                 let issued = issue_certificate(ca, &req, Serial::from_bytes([9; 16]), now)
                     .unwrap_or_else(|e| panic!("a verified CSR was refused: {e}"));
                 let info = inspect_certificate("certificate_pem", &issued.certificate_pem)
