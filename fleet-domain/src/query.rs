@@ -267,6 +267,83 @@ impl Query {
     }
 }
 
+/// A necessary condition of a query, for a store to narrow a scan before
+/// evaluating the query exactly: every device the query matches has a
+/// value of `field` equal (as text) to one of `values`. Devices outside it
+/// can be skipped; devices inside it still need [`Query::matches`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Narrowing {
+    /// Never [`Field::Firmware`] or [`Field::LastSeen`] (they compare as
+    /// versions and times, not text).
+    pub field: Field,
+    /// Not empty.
+    pub values: Vec<String>,
+}
+
+impl Query {
+    /// A text-equality condition every match satisfies, when the query
+    /// implies one: `==` or `in` on `id`, `name`, `hardware`, `health`, or
+    /// on an attribute with a non-numeric string or a boolean (an
+    /// attribute compared with a number-like string compares numerically,
+    /// so `"1"` would match `"1.0"`: no narrowing). An `and` narrows by
+    /// its first operand that does; an `or` only when every operand
+    /// narrows on the same field.
+    pub fn narrowing(&self) -> Option<Narrowing> {
+        narrowing(&self.expr)
+    }
+}
+
+fn narrowing(expr: &Expr) -> Option<Narrowing> {
+    match expr {
+        Expr::Compare {
+            field,
+            op: CmpOp::Eq,
+            value,
+        } => Some(Narrowing {
+            field: field.clone(),
+            values: vec![equal_text(field, value)?],
+        }),
+        Expr::In {
+            field,
+            values,
+            negated: false,
+        } if !values.is_empty() => Some(Narrowing {
+            field: field.clone(),
+            values: values
+                .iter()
+                .map(|v| equal_text(field, v))
+                .collect::<Option<_>>()?,
+        }),
+        Expr::And(items) => items.iter().find_map(narrowing),
+        Expr::Or(items) => {
+            let mut all = items.iter().map(narrowing);
+            let mut out = all.next()??;
+            for n in all {
+                let n = n?;
+                if n.field != out.field {
+                    return None;
+                }
+                out.values.extend(n.values);
+            }
+            out.values.sort();
+            out.values.dedup();
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// The only text `field` can hold to compare equal to `lit`, if there is
+/// exactly one.
+fn equal_text(field: &Field, lit: &Literal) -> Option<String> {
+    match (field.kind(), lit) {
+        (FieldKind::Text, Literal::Str(s)) => Some(s.clone()),
+        (FieldKind::Attr, Literal::Str(s)) if parse_number(s).is_none() => Some(s.clone()),
+        (FieldKind::Attr, Literal::Bool(b)) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 impl FromStr for Query {
     type Err = QueryError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -1171,6 +1248,37 @@ mod tests {
     // --- matching
 
     #[test]
+    fn narrowing_examples() {
+        let n = |q: &str| parse(q).unwrap().narrowing().map(|n| (n.field, n.values));
+        let attr = |k: &str| Field::Attr(k.into());
+        assert_eq!(
+            n(r#"attr.region == "eu""#),
+            Some((attr("region"), vec!["eu".into()]))
+        );
+        assert_eq!(
+            n(r#"firmware < "2.0.0" and hardware in ["a", "b"]"#),
+            Some((Field::Hardware, vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            n(r#"attr.r == "b" or attr.r == "a" or attr.r in ["b"]"#),
+            Some((attr("r"), vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(
+            n("attr.beta == true"),
+            Some((attr("beta"), vec!["true".into()]))
+        );
+        // Numeric comparison: "10" also equals "10.0".
+        assert_eq!(n(r#"attr.floor == "10""#), None);
+        assert_eq!(n("attr.floor == 10"), None);
+        assert_eq!(n(r#"attr.r == "a" or name == "a""#), None);
+        assert_eq!(n(r#"attr.r != "a""#), None);
+        assert_eq!(n(r#"not attr.r == "a""#), None);
+        assert_eq!(n(r#"attr.r not in ["a"]"#), None);
+        assert_eq!(n(r#"firmware == "1.0.0""#), None);
+        assert_eq!(n("exists(attr.r)"), None);
+    }
+
+    #[test]
     fn example_from_the_docs() {
         let q = r#"hardware == "meter-v2" and attr.region in ["eu-west", "eu-north"] and firmware < "2.0.0""#;
         assert!(m(q));
@@ -1633,6 +1741,49 @@ mod tests {
         })
     }
 
+    /// A device whose text fields and attributes take values among the
+    /// literals of `expr` (so that queries over random literals match
+    /// often), chosen by `picks`.
+    fn device_from_literals(expr: &Expr, picks: &[usize]) -> DeviceFacts {
+        fn walk(e: &Expr, lits: &mut Vec<String>, keys: &mut Vec<String>) {
+            let mut add = |field: &Field, lit: &Literal| {
+                if let Field::Attr(k) = field {
+                    keys.push(k.clone());
+                }
+                match lit {
+                    Literal::Str(s) => lits.push(s.clone()),
+                    Literal::Bool(b) => lits.push(b.to_string()),
+                    Literal::Num(n) => lits.push(n.to_string()),
+                    _ => {}
+                }
+            };
+            match e {
+                Expr::Compare { field, value, .. } => add(field, value),
+                Expr::In { field, values, .. } => values.iter().for_each(|v| add(field, v)),
+                Expr::Exists(Field::Attr(k)) => keys.push(k.clone()),
+                Expr::Exists(_) => {}
+                Expr::Not(inner) => walk(inner, lits, keys),
+                Expr::And(items) | Expr::Or(items) => {
+                    items.iter().for_each(|i| walk(i, lits, keys))
+                }
+            }
+        }
+        let (mut lits, mut keys) = (vec!["x".to_string()], Vec::new());
+        walk(expr, &mut lits, &mut keys);
+        let mut pick = picks.iter().cycle().map(|i| lits[i % lits.len()].clone());
+        let mut d = DeviceFacts {
+            id: pick.next().unwrap(),
+            name: pick.next().unwrap(),
+            hardware: pick.next().unwrap(),
+            health: Some(pick.next().unwrap()),
+            ..DeviceFacts::default()
+        };
+        for k in keys {
+            d.attributes.insert(k, pick.next().unwrap());
+        }
+        d
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -1643,6 +1794,21 @@ mod tests {
             let again = parse(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
             prop_assert_eq!(&again, &q, "text: {}", text);
             prop_assert_eq!(again.to_string(), text);
+        }
+
+        #[test]
+        fn narrowing_holds_for_every_match(
+            (expr, picks) in arb_expr().prop_flat_map(|e| (Just(e), prop::collection::vec(0usize..64, 16)))
+        ) {
+            let q = Query { expr };
+            let device = device_from_literals(q.expr(), &picks);
+            if let (true, Some(n)) = (q.matches(&device), q.narrowing()) {
+                let value = text_value(&device, &n.field);
+                prop_assert!(
+                    value.is_some_and(|v| n.values.iter().any(|w| w == v)),
+                    "{q} matches {device:?} but narrows to {n:?}"
+                );
+            }
         }
 
         #[test]

@@ -28,6 +28,11 @@ async fn dynamic_group_count_is_static_members_plus_matches_once(db: TestDb) {
         "attr.region == \"eu\"",
         "hardware == \"m2\" and attr.region != \"eu\"",
         "name == \"d007\" or attr.tier == \"gold\"",
+        // Narrowed by the database before the evaluator sees a row.
+        "attr[\"site name\"] in [\"Main St\", \"Dock 4\"] and hardware == \"m1\"",
+        "attr.beta == true or attr.beta in [\"x\"]",
+        "attr[\"odd \\\"key\"] == \"q\"",
+        "hardware in [\"m2\"] and not attr.region == \"us\"",
     ];
     let mut dynamic = Vec::new();
     for (i, q) in queries.iter().enumerate() {
@@ -44,11 +49,17 @@ async fn dynamic_group_count_is_static_members_plus_matches_once(db: TestDb) {
         if i % 7 == 0 {
             attributes.insert("tier".to_owned(), "gold".to_owned());
         }
+        let site = ["Main St", "Dock 4", "Yard"][i % 3];
+        attributes.insert("site name".to_owned(), site.to_owned());
+        attributes.insert("beta".to_owned(), (i % 6 == 1).to_string());
+        if i % 5 == 2 {
+            attributes.insert("odd \"key".to_owned(), "q".to_owned());
+        }
         // Static members of a dynamic group, some of which also match its
         // query, and members of an unrelated group.
         let mut group_ids = Vec::new();
         if i % 4 == 0 {
-            group_ids.push(dynamic[i % 3].id.clone());
+            group_ids.push(dynamic[i % dynamic.len()].id.clone());
         }
         if i % 5 == 0 {
             group_ids.push(other.id.clone());

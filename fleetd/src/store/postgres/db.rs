@@ -121,6 +121,17 @@ pub fn json_text_elements(param: &str) -> String {
     format!("json_array_elements_text({param}::json)")
 }
 
+/// The text value at the key bound to `param` (made by
+/// [`json_field_param`]) of the JSON object in `column`.
+pub fn json_text_field(column: &str, param: &str) -> String {
+    format!("({column}::json ->> {param})")
+}
+
+/// The parameter [`json_text_field`] takes for the object key `key`.
+pub fn json_field_param(key: &str) -> Option<String> {
+    Some(key.to_owned())
+}
+
 pub mod types {
     /// The storage class of a value, for conversion errors.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]

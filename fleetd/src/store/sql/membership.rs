@@ -1,11 +1,12 @@
 //! Who is in a group: static members (rows in `device_group_members`) plus
 //! the devices a group's `query` selects.
 //!
-//! Dynamic membership is evaluated by scanning the devices table with the
-//! domain's query evaluator; there is no materialised membership yet. That
-//! is O(devices) per group with a query, acceptable for admin reads at the
-//! current scale; the rollout engine will want a maintained membership
-//! table (or query-to-SQL translation) before fleets reach millions.
+//! Dynamic membership is evaluated with the domain's query evaluator over
+//! the devices table; there is no materialised membership. Where a query
+//! implies a text equality (`hardware == "x"`, `attr.site in [...]`, see
+//! `Query::narrowing`) the database filters on it first, so the evaluator
+//! sees only the candidates; other queries scan every device, O(devices)
+//! per group (measured in BENCHMARKS.md).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,7 +14,7 @@ use super::db::{self, params, Connection};
 
 use super::time;
 use crate::domain::group;
-use crate::domain::query::{DeviceFacts, Query};
+use crate::domain::query::{DeviceFacts, Field, Query};
 use crate::store::StoreError;
 
 /// Guard for recursive walks (the hierarchy is at most 16 deep).
@@ -68,34 +69,58 @@ pub(super) fn parse_stored_query(group_id: &str, query: Option<&str>) -> Option<
 
 /// Static members plus query matches of one group, each counted once.
 ///
-/// One pass over the devices; static membership is a primary-key probe
-/// per device rather than each device's group list (which
-/// [`for_each_device`] aggregates as JSON, the larger part of a scan's
-/// cost at a million devices; see BENCHMARKS.md).
+/// Static members are counted in their index. Query matches take one pass
+/// over the devices that are not static members; when the query implies
+/// a text equality ([`Query::narrowing`]) the database skips the devices
+/// outside it before any row reaches the evaluator (an attribute is read
+/// from the stored JSON by the database's JSON functions).
 pub(super) fn device_count(
     conn: &Connection,
     group_id: &str,
     query: Option<&str>,
 ) -> Result<i64, StoreError> {
+    let members: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM device_group_members WHERE group_id = ?1")?
+        .query_row([group_id], |r| r.get(0))?;
     let Some(query) = parse_stored_query(group_id, query) else {
-        return Ok(conn
-            .prepare_cached("SELECT COUNT(*) FROM device_group_members WHERE group_id = ?1")?
-            .query_row([group_id], |r| r.get(0))?);
+        return Ok(members);
     };
-    let mut stmt = conn.prepare_cached(
+    let narrowing = query.narrowing().and_then(|n| {
+        let values = serde_json::to_string(&n.values).ok()?;
+        let (column, param) = match &n.field {
+            Field::Id => ("d.id".to_owned(), None),
+            Field::Name => ("d.name".to_owned(), None),
+            Field::Hardware => ("d.hardware".to_owned(), None),
+            Field::Health => ("d.health".to_owned(), None),
+            Field::Attr(key) => (
+                db::json_text_field("d.attributes", "?3"),
+                Some(db::json_field_param(key)?),
+            ),
+            Field::Firmware | Field::LastSeen => return None,
+        };
+        Some((column, values, param))
+    });
+    let filter = match &narrowing {
+        Some((column, _, _)) => format!(
+            "{column} IN (SELECT value FROM {}) AND",
+            db::json_text_elements("?2")
+        ),
+        None => String::new(),
+    };
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT d.id, d.name, d.hardware, d.attributes, d.firmware_version, d.health,
-                d.last_seen,
-                EXISTS (SELECT 1 FROM device_group_members m
-                         WHERE m.device_id = d.id AND m.group_id = ?1)
-           FROM devices d",
-    )?;
-    let mut rows = stmt.query([group_id])?;
-    let mut count = 0;
+                d.last_seen
+           FROM devices d
+          WHERE {filter} NOT EXISTS (SELECT 1 FROM device_group_members m
+                                       WHERE m.device_id = d.id AND m.group_id = ?1)"
+    ))?;
+    let mut rows = match &narrowing {
+        Some((_, values, Some(param))) => stmt.query(params![group_id, values, param])?,
+        Some((_, values, None)) => stmt.query(params![group_id, values])?,
+        None => stmt.query([group_id])?,
+    };
+    let mut count = members;
     while let Some(r) = rows.next()? {
-        if r.get::<_, bool>(7)? {
-            count += 1;
-            continue;
-        }
         let attributes: String = r.get(3)?;
         let last_seen: Option<String> = r.get(6)?;
         let facts = DeviceFacts {

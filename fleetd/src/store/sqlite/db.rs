@@ -33,3 +33,15 @@ pub(super) fn json_array_agg(expr: &str) -> String {
 pub(super) fn json_text_elements(param: &str) -> String {
     format!("json_each({param})")
 }
+
+/// The text value at the key bound to `param` (made by
+/// [`json_field_param`]) of the JSON object in `column`.
+pub(super) fn json_text_field(column: &str, param: &str) -> String {
+    format!("json_extract({column}, {param})")
+}
+
+/// The parameter [`json_text_field`] takes for the object key `key`: a
+/// JSON path. `None` for keys a path cannot quote.
+pub(super) fn json_field_param(key: &str) -> Option<String> {
+    (!key.contains(['"', '\\'])).then(|| format!("$.\"{key}\""))
+}
