@@ -416,8 +416,12 @@ fn kill_9_mid_rollout_then_restart_completes_with_exact_counts() -> Result<()> {
         "the canary phase's reports",
         Duration::from_secs(120),
         || {
+            // `pending` until the engine's first tick has started it.
             let r = line.rollout(&id)?;
-            ensure!(r["status"] == "running", "not mid-rollout: {r}");
+            ensure!(
+                r["status"] == "running" || r["status"] == "pending",
+                "not mid-rollout: {r}"
+            );
             Ok(r)
         },
         |r| {

@@ -30,6 +30,8 @@ pub struct Authenticated {
     pub identity: Arc<ClientIdentity>,
     pub credential: Credential,
     pub view: Arc<CompiledView>,
+    /// See [`crate::store::device_api::DeviceRequestData::assignment_pending`].
+    pub assignment_pending: bool,
 }
 
 impl FromRequestParts<DeviceState> for Authenticated {
@@ -84,6 +86,7 @@ impl FromRequestParts<DeviceState> for Authenticated {
             identity,
             credential: data.credential,
             view,
+            assignment_pending: data.assignment_pending,
         })
     }
 }
@@ -93,6 +96,8 @@ pub struct Caller {
     pub device: Device,
     pub ctx: DeviceContext,
     pub request: RequestContext,
+    /// Whether the device has a rollout assignment in flight.
+    pub assignment_pending: bool,
 }
 
 impl FromRequestParts<DeviceState> for Caller {
@@ -129,6 +134,7 @@ impl Caller {
             device,
             ctx,
             request,
+            assignment_pending: auth.assignment_pending,
         }
     }
 

@@ -182,6 +182,9 @@ async fn assignment_for(
     caller: &Caller,
 ) -> Result<Option<FirmwareAssignment>, DeviceError> {
     caller.authorize(state, FIRMWARE_DOWNLOAD, None)?;
+    if !caller.assignment_pending {
+        return Ok(None);
+    }
     let Some(a) = state
         .store
         .current_assignment(&caller.device.id, Utc::now())

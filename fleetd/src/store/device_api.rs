@@ -95,6 +95,11 @@ pub struct DeviceRequestData {
     pub credential: Credential,
     /// `None` when the caller's cached view (by stamp) is still current.
     pub view: Option<FleetView>,
+    /// Whether the credential's device has a rollout assignment in flight
+    /// (`in_progress`, or a rollback not yet reported), so a check-in asks
+    /// for it only then. An assignment made a moment after this read
+    /// reaches the device at its next call.
+    pub assignment_pending: bool,
 }
 
 /// A device asking to enroll with the certificate it presented.

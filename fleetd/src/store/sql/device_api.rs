@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::db::{self, params, Connection, OptionalExtension};
 use super::fleet::{json_col, record};
-use super::{devices, policies, time, write, Backend};
+use super::{devices, engine, policies, time, write, Backend};
 use crate::domain::enrollment::{self, EnrollmentDecision, EnrollmentRequest, RejectReason};
 use crate::domain::pki::CertificateStatus;
 use crate::store::device_api::{
@@ -59,7 +59,15 @@ impl DeviceApiStore for Backend {
             } else {
                 Some(fleet_view(conn, stamp)?)
             };
-            Ok(DeviceRequestData { credential, view })
+            let assignment_pending = match &credential.device {
+                Some(device) => engine::assignment_pending(conn, &device.id)?,
+                None => false,
+            };
+            Ok(DeviceRequestData {
+                credential,
+                view,
+                assignment_pending,
+            })
         })
         .await
     }

@@ -36,6 +36,12 @@ const EXPIRE_BATCH: i64 = eng::DEFAULT_BATCH_SIZE as i64;
 /// Guard for recursive group walks (the hierarchy is at most 16 deep).
 const MAX_DEPTH: i64 = 10_000;
 
+/// A device's rollout rows that may hand it something: a first delivery
+/// or retry in flight, or a rollback not yet reported (`?1` is the device).
+const ASSIGNMENT_ROWS: &str = "rd.device_id = ?1
+    AND (rd.state = 'in_progress'
+         OR (rd.state = 'rolled_back' AND rd.rollback_state IN ('pending', 'delivered')))";
+
 #[async_trait]
 impl EngineStore for Backend {
     async fn current_assignment(
@@ -986,6 +992,17 @@ fn record_result(
     Ok(delta)
 }
 
+/// Whether [`current_assignment`] could return anything for the device:
+/// one indexed probe, so check-ins skip the lookup when nothing is in
+/// flight (the common case).
+pub(super) fn assignment_pending(conn: &Connection, device_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM rollout_devices rd WHERE {ASSIGNMENT_ROWS})"
+        ))?
+        .query_row([device_id], |r| r.get(0))?)
+}
+
 fn current_assignment(
     conn: &mut Connection,
     device_id: &str,
@@ -1002,15 +1019,13 @@ fn current_assignment(
         running: bool,
     }
     let candidates: Vec<Candidate> = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT rd.rollout_id, rd.rollback_state, rd.attempt, rd.assigned_at, rd.deadline,
                     rd.delivered_at IS NOT NULL, rd.previous_firmware_id, r.firmware_id, r.status
                FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
-              WHERE rd.device_id = ?1
-                AND (rd.state = 'in_progress'
-                     OR (rd.state = 'rolled_back' AND rd.rollback_state IN ('pending', 'delivered')))
-              ORDER BY rd.assigned_at, rd.rollout_id",
-        )?
+              WHERE {ASSIGNMENT_ROWS}
+              ORDER BY rd.assigned_at, rd.rollout_id"
+        ))?
         .query_map([device_id], |r| {
             let rollback = parse_rollback(r.get(1)?)?;
             let previous: Option<String> = r.get(6)?;
