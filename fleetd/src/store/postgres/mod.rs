@@ -137,6 +137,16 @@ impl PgStore {
         .await
         .map_err(StoreError::backend)?
     }
+
+    /// Read-only work: the same as [`PgStore::call`] (every pooled
+    /// connection already reads concurrently with the writer).
+    async fn call_read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.call(f).await
+    }
 }
 
 /// The URL without its password, for messages.

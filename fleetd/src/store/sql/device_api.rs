@@ -51,7 +51,7 @@ impl DeviceApiStore for Backend {
     ) -> Result<DeviceRequestData, StoreError> {
         let (ca_id, serial) = (ca_id.to_owned(), serial.to_owned());
         let known = known_stamp.map(str::to_owned);
-        self.call(move |conn| {
+        self.call_read(move |conn| {
             let credential = credential(conn, &ca_id, &serial)?;
             let stamp = view_stamp(conn)?;
             let view = if known.as_deref() == Some(stamp.as_str()) {

@@ -4,8 +4,10 @@
 //! single writer anyway, admin traffic is light, and it makes every
 //! read-check-write sequence trivially race-free. WAL mode keeps readers
 //! in *other* processes (the `sqlite3` shell, backups) from blocking us.
-//! When device traffic arrives, reads can move to a small pool of
-//! read-only connections without changing the [`Store`] trait.
+//! The one exception is the read every device request starts with
+//! (`device_request`): on a database file it runs on a second, read-only
+//! connection ([`SqliteStore::call_read`]), in one read transaction, so
+//! check-ins do not queue behind the group-committed writes.
 
 #[path = "../sql/audit.rs"]
 mod audit;
@@ -54,6 +56,9 @@ type Backend = SqliteStore;
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connection for [`SqliteStore::call_read`]; `None` for an
+    /// in-memory database (a second connection would be another database).
+    reader: Option<Arc<Mutex<Connection>>>,
 }
 
 impl SqliteStore {
@@ -73,8 +78,18 @@ impl SqliteStore {
         configure(&conn)?;
         let version = migrations::migrate(&mut conn).context("migrating the database schema")?;
         tracing::debug!(schema_version = version, "sqlite store ready");
+        let reader = match location {
+            SqliteLocation::File(path) => {
+                let reader = open_file(path)?;
+                configure(&reader)?;
+                reader.pragma_update(None, "query_only", "ON")?;
+                Some(Arc::new(Mutex::new(reader)))
+            }
+            SqliteLocation::Memory => None,
+        };
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            reader,
         })
     }
 
@@ -107,6 +122,35 @@ impl SqliteStore {
             // dropped), so a poisoned lock is safe to keep using.
             let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut guard)
+        })
+        .await
+        .map_err(StoreError::backend)?
+    }
+
+    /// Runs the read-only `f` in one read transaction (one snapshot, one
+    /// lock) on the reader connection, or through [`SqliteStore::call`]
+    /// when there is none.
+    async fn call_read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Some(reader) = self.reader.as_ref().map(Arc::clone) else {
+            return self.call(f).await;
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut guard = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // A panic inside an earlier `f` may have left its read
+            // transaction open.
+            if !guard.is_autocommit() {
+                guard.execute_batch("ROLLBACK")?;
+            }
+            guard.execute_batch("BEGIN DEFERRED")?;
+            let out = f(&mut guard);
+            guard.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+            out
         })
         .await
         .map_err(StoreError::backend)?
