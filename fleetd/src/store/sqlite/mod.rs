@@ -115,16 +115,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock cannot leave a half-applied
-            // write behind (an unfinished transaction rolls back when
-            // dropped), so a poisoned lock is safe to keep using.
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(StoreError::backend)?
+        on_blocking_pool(&self.conn, f).await
     }
 
     /// Runs the read-only `f` in one read transaction (one snapshot, one
@@ -135,26 +126,40 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let Some(reader) = self.reader.as_ref().map(Arc::clone) else {
+        let Some(reader) = &self.reader else {
             return self.call(f).await;
         };
-        tokio::task::spawn_blocking(move || {
-            let mut guard = reader
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        on_blocking_pool(reader, |conn| {
             // A panic inside an earlier `f` may have left its read
             // transaction open.
-            if !guard.is_autocommit() {
-                guard.execute_batch("ROLLBACK")?;
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK")?;
             }
-            guard.execute_batch("BEGIN DEFERRED")?;
-            let out = f(&mut guard);
-            guard.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+            conn.execute_batch("BEGIN DEFERRED")?;
+            let out = f(conn);
+            conn.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
             out
         })
         .await
-        .map_err(StoreError::backend)?
     }
+}
+
+/// Runs `f` with `conn` locked, on Tokio's blocking pool.
+async fn on_blocking_pool<T, F>(conn: &Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let conn = Arc::clone(conn);
+    tokio::task::spawn_blocking(move || {
+        // A panic while holding the lock cannot leave a half-applied
+        // write behind (an unfinished transaction rolls back when
+        // dropped), so a poisoned lock is safe to keep using.
+        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    })
+    .await
+    .map_err(StoreError::backend)?
 }
 
 fn open_file(path: &Path) -> anyhow::Result<Connection> {
