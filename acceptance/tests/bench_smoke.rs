@@ -54,6 +54,12 @@ fn bench_driver_produces_every_figure() {
             dev[rate]["per_sec"].as_f64().unwrap() > 0.0,
             "{rate}: {dev}"
         );
+        // fleetd runs as its own process: its CPU per operation is read
+        // from /proc beside the simulator's.
+        for who in ["fleetd_cpu_us", "sim_cpu_us"] {
+            let us = dev[rate][who].as_f64();
+            assert!(us.is_some_and(|us| us >= 0.0), "{rate} {who}: {dev}");
+        }
     }
     // The same device benchmark on PostgreSQL and SQLite.
     for store in ["sqlite", "postgres"] {

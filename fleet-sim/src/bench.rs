@@ -53,6 +53,9 @@ pub struct BenchConfig {
     pub connect_concurrency: usize,
     /// Names: `<prefix>-<index>`, objects `<prefix>-...`.
     pub prefix: String,
+    /// fleetd's process id, when it runs on this machine as another
+    /// process: its CPU time is then read from `/proc` around each phase.
+    pub fleetd_pid: Option<u32>,
 }
 
 /// One throughput figure.
@@ -64,6 +67,11 @@ pub struct Rate {
     pub per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// CPU time (user + system) per operation of fleetd (when its pid is
+    /// known) and of this simulator, microseconds: where the machine's
+    /// time goes, the two sharing its cores.
+    pub fleetd_cpu_us: Option<f64>,
+    pub sim_cpu_us: Option<f64>,
 }
 
 /// Rounds each keep-alive phase is split into.
@@ -76,7 +84,28 @@ impl Rate {
         let lat: Vec<Duration> = parts.iter().flat_map(|(_, l)| l.iter().copied()).collect();
         let errors = parts.iter().map(|(r, _)| r.errors).sum();
         let secs = parts.iter().map(|(r, _)| r.secs).sum();
-        Rate::new(lat, errors, secs)
+        let mut rate = Rate::new(lat, errors, secs);
+        // Per-op CPU over all parts: total CPU over total ops.
+        let total = |f: fn(&Rate) -> Option<f64>| -> Option<f64> {
+            parts
+                .iter()
+                .map(|(r, _)| f(r).map(|us| us * r.ops as f64))
+                .sum::<Option<f64>>()
+                .map(|sum| sum / rate.ops.max(1) as f64)
+        };
+        rate.fleetd_cpu_us = total(|r| r.fleetd_cpu_us);
+        rate.sim_cpu_us = total(|r| r.sim_cpu_us);
+        rate
+    }
+
+    /// With the CPU used between `before` and now charged to its ops.
+    fn with_cpu(mut self, before: CpuMark, pid: Option<u32>) -> Rate {
+        let after = CpuMark::now(pid);
+        let per_op =
+            |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / self.ops.max(1) as f64);
+        self.fleetd_cpu_us = per_op(before.fleetd, after.fleetd);
+        self.sim_cpu_us = per_op(before.sim, after.sim);
+        self
     }
 
     fn new(mut lat: Vec<Duration>, errors: u64, secs: f64) -> Rate {
@@ -96,8 +125,39 @@ impl Rate {
             per_sec: lat.len() as f64 / secs.max(1e-9),
             p50_ms: at(0.5),
             p99_ms: at(0.99),
+            fleetd_cpu_us: None,
+            sim_cpu_us: None,
         }
     }
+}
+
+/// CPU seconds used so far by fleetd (if its pid is known and readable)
+/// and by this process.
+#[derive(Debug, Clone, Copy)]
+struct CpuMark {
+    fleetd: Option<f64>,
+    sim: Option<f64>,
+}
+
+impl CpuMark {
+    fn now(fleetd_pid: Option<u32>) -> CpuMark {
+        CpuMark {
+            fleetd: fleetd_pid.and_then(|pid| cpu_secs(&format!("/proc/{pid}/stat"))),
+            sim: cpu_secs("/proc/self/stat"),
+        }
+    }
+}
+
+/// utime + stime of `/proc/<pid>/stat`, in seconds. Linux reports them in
+/// USER_HZ ticks, 100 per second on every architecture it exports them on.
+fn cpu_secs(stat_path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(stat_path).ok()?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let rest = text.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Everything one run measured.
@@ -179,8 +239,10 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
     // The handshake ceiling is measured on either side of the enrollment
     // (half the devices each time), so that both see the same load.
     let half = n / 2;
-    let fresh_before = fresh_ping(&cfg.endpoint, &creds[..half], &sem).await?;
+    let pid = cfg.fleetd_pid;
+    let fresh_before = fresh_ping(&cfg.endpoint, &creds[..half], &sem, pid).await?;
     let t = Instant::now();
+    let cpu = CpuMark::now(pid);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, c) in creds.iter().enumerate() {
         let (endpoint, c, sem) = (cfg.endpoint.clone(), c.clone(), Arc::clone(&sem));
@@ -209,7 +271,7 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
             lat.push(d);
         }
     }
-    let enroll = Rate::new(lat, 0, t.elapsed().as_secs_f64());
+    let enroll = Rate::new(lat, 0, t.elapsed().as_secs_f64()).with_cpu(cpu, pid);
     let enroll_errors = n as u64 - enroll.ops;
     let enroll = Rate {
         errors: enroll_errors,
@@ -217,7 +279,7 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
     };
     anyhow::ensure!(enroll.ops > 0, "no device enrolled");
     let mut clients: Vec<DeviceClient> = clients.into_iter().flatten().collect();
-    let fresh_after = fresh_ping(&cfg.endpoint, &creds[half..], &sem).await?;
+    let fresh_after = fresh_ping(&cfg.endpoint, &creds[half..], &sem, pid).await?;
     let fresh_ping = Rate::merge(&[fresh_before, fresh_after]);
 
     // ------------------------------------------------- keep-alive phases
@@ -226,8 +288,8 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
     let (mut pings, mut checkins) = (Vec::new(), Vec::new());
     let round = cfg.phase / ROUNDS;
     for _ in 0..ROUNDS {
-        pings.push(closed_loop(&mut clients, round, Op::Ping).await);
-        checkins.push(closed_loop(&mut clients, round, Op::Checkin).await);
+        pings.push(closed_loop(&mut clients, round, Op::Ping, pid).await);
+        checkins.push(closed_loop(&mut clients, round, Op::Checkin, pid).await);
     }
     let keepalive_ping = Rate::merge(&pings);
     let checkin = Rate::merge(&checkins);
@@ -410,8 +472,10 @@ async fn closed_loop(
     clients: &mut Vec<DeviceClient>,
     phase: Duration,
     op: Op,
+    fleetd_pid: Option<u32>,
 ) -> (Rate, Vec<Duration>) {
     let start = Instant::now();
+    let cpu = CpuMark::now(fleetd_pid);
     let deadline = start + phase;
     let mut tasks = tokio::task::JoinSet::new();
     for mut client in clients.drain(..) {
@@ -459,7 +523,7 @@ async fn closed_loop(
     // Calls in flight at the deadline finish after it; count the time
     // they took.
     (
-        Rate::new(lat.clone(), errors, start.elapsed().as_secs_f64()),
+        Rate::new(lat.clone(), errors, start.elapsed().as_secs_f64()).with_cpu(cpu, fleetd_pid),
         lat,
     )
 }
@@ -470,8 +534,10 @@ async fn fresh_ping(
     endpoint: &Endpoint,
     creds: &[DeviceCredentials],
     sem: &Arc<Semaphore>,
+    fleetd_pid: Option<u32>,
 ) -> anyhow::Result<(Rate, Vec<Duration>)> {
     let t = Instant::now();
+    let cpu = CpuMark::now(fleetd_pid);
     let mut tasks = tokio::task::JoinSet::new();
     for c in creds {
         let (endpoint, c, sem) = (endpoint.clone(), c.clone(), Arc::clone(sem));
@@ -494,7 +560,48 @@ async fn fresh_ping(
         }
     }
     Ok((
-        Rate::new(lat.clone(), errors, t.elapsed().as_secs_f64()),
+        Rate::new(lat.clone(), errors, t.elapsed().as_secs_f64()).with_cpu(cpu, fleetd_pid),
         lat,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_secs_reads_utime_and_stime_after_the_command_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        // A command name holding ") " must not shift the fields.
+        std::fs::write(
+            &path,
+            "4242 (a b) c) S 1 2 3 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 1 0 100 1000 50",
+        )
+        .unwrap();
+        assert_eq!(cpu_secs(path.to_str().unwrap()), Some(3.0));
+        std::fs::write(&path, "4242 (x) S 1 2").unwrap();
+        assert_eq!(cpu_secs(path.to_str().unwrap()), None);
+        assert_eq!(cpu_secs("/nonexistent/stat"), None);
+        assert!(cpu_secs("/proc/self/stat").is_some());
+    }
+
+    #[test]
+    fn merged_rates_charge_cpu_per_operation_over_all_parts() {
+        let part = |ops: usize, fleetd: Option<f64>, sim: f64| {
+            let lat = vec![Duration::from_millis(1); ops];
+            let mut r = Rate::new(lat.clone(), 0, 1.0);
+            r.fleetd_cpu_us = fleetd;
+            r.sim_cpu_us = Some(sim);
+            (r, lat)
+        };
+        // 100 ops at 10 µs and 300 at 30 µs: 25 µs per op.
+        let merged = Rate::merge(&[part(100, Some(10.0), 1.0), part(300, Some(30.0), 5.0)]);
+        assert_eq!(merged.ops, 400);
+        assert!((merged.fleetd_cpu_us.unwrap() - 25.0).abs() < 1e-9);
+        assert!((merged.sim_cpu_us.unwrap() - 4.0).abs() < 1e-9);
+        // Unknown in one part: unknown overall.
+        let merged = Rate::merge(&[part(100, None, 1.0), part(300, Some(30.0), 5.0)]);
+        assert_eq!(merged.fleetd_cpu_us, None);
+    }
 }

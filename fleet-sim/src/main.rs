@@ -66,6 +66,11 @@ enum Command {
         /// Prefix of certificate and object names (default: bench-<random>).
         #[arg(long)]
         prefix: Option<String>,
+        /// fleetd's process id, if it runs on this machine: each phase
+        /// then reports fleetd's CPU time per operation beside the
+        /// simulator's own.
+        #[arg(long)]
+        fleetd_pid: Option<u32>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -229,6 +234,7 @@ fn main() -> ExitCode {
             phase_secs,
             connect_concurrency,
             prefix,
+            fleetd_pid,
             json,
         }) => tokio::runtime::Runtime::new()
             .context("starting the runtime")
@@ -239,6 +245,7 @@ fn main() -> ExitCode {
                     phase_secs,
                     connect_concurrency,
                     prefix,
+                    fleetd_pid,
                     json,
                 ))
             }),
@@ -268,6 +275,7 @@ async fn bench(
     phase_secs: f64,
     connect_concurrency: usize,
     prefix: Option<String>,
+    fleetd_pid: Option<u32>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let admin = Admin::new(
@@ -288,6 +296,7 @@ async fn bench(
         connect_concurrency,
         prefix: prefix
             .unwrap_or_else(|| format!("bench-{:06x}", rand::random::<u32>() & 0xff_ffff)),
+        fleetd_pid,
     };
     let report = fleet_sim::bench::run(&cfg, &admin).await?;
     if json {

@@ -19,6 +19,9 @@ async fn device_bench_measures_every_figure() {
         phase: Duration::from_millis(500),
         connect_concurrency: 8,
         prefix: "smoke".into(),
+        // fleetd runs in this process here, so "its" CPU time (read
+        // through /proc/<pid>) is the whole process's, like the simulator's.
+        fleetd_pid: Some(std::process::id()),
     };
     let r = run(&cfg, &fleetd.admin).await.unwrap();
     assert_eq!(r.enroll.ops, 20, "{r:?}");
@@ -27,6 +30,10 @@ async fn device_bench_measures_every_figure() {
     for rate in [&r.enroll, &r.keepalive_ping, &r.checkin, &r.fresh_ping] {
         assert!(rate.ops > 0 && rate.per_sec > 0.0, "{r:?}");
         assert!(rate.p99_ms >= rate.p50_ms, "{r:?}");
+        let fleetd = rate.fleetd_cpu_us.expect("fleetd CPU read through /proc");
+        let sim = rate.sim_cpu_us.expect("own CPU read through /proc");
+        assert!(fleetd.is_finite() && fleetd >= 0.0, "{r:?}");
+        assert!(sim.is_finite() && sim >= 0.0, "{r:?}");
     }
     assert_eq!(r.keepalive_ping.errors, 0, "{r:?}");
     assert_eq!(r.checkin.errors, 0, "{r:?}");
