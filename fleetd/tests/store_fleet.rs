@@ -383,7 +383,120 @@ async fn checkin_batches_apply_in_order(db: TestDb) {
     }
 }
 
+/// The stamp device requests compare with their cached fleet view moves
+/// with every change to groups, policies and attachments, in the writing
+/// transaction, and with nothing else (check-ins, devices).
+async fn the_view_stamp_moves_with_groups_policies_and_attachments_only(db: TestDb) {
+    use chrono::Utc;
+    use fleetd::store::device_api::CheckinReport;
+    let store = db.open().await;
+    let actor = Actor::admin();
+    let stamp = || async {
+        let data = store.device_request("no-ca", "00", None).await.unwrap();
+        data.view.expect("a view when none is known").stamp
+    };
+    let mut seen = vec![stamp().await];
+    let mut moved = |s: String, what: &str| {
+        assert!(
+            !seen.contains(&s),
+            "{what}: stamp {s} seen before ({seen:?})"
+        );
+        seen.push(s);
+    };
+
+    let g = store
+        .create_device_group(&actor, group("g", None, None))
+        .await
+        .unwrap();
+    moved(stamp().await, "group created");
+    let mut spec = group("g", None, None);
+    spec.config.insert("interval".into(), 30.into());
+    let g = store
+        .update_device_group(&actor, &g.id, g.version, spec)
+        .await
+        .unwrap();
+    moved(stamp().await, "group config changed");
+    let p = store
+        .create_policy(&actor, policy("p", "fleet:device/${device.id}"))
+        .await
+        .unwrap();
+    moved(stamp().await, "policy created");
+    store
+        .update_policy(&actor, &p.id, p.version, policy("p", "fleet:device/*"))
+        .await
+        .unwrap();
+    moved(stamp().await, "policy changed");
+    let a = store
+        .create_policy_attachment(
+            &actor,
+            PolicyAttachmentSpec {
+                policy_id: p.id.clone(),
+                target: AttachmentTarget::Group(g.id.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    moved(stamp().await, "policy attached");
+
+    // Devices and their check-ins leave the view alone.
+    let before = stamp().await;
+    let d = store
+        .create_device(&actor, device("d", "m1", &[&g.id]))
+        .await
+        .unwrap();
+    store
+        .record_checkin(
+            &d.id,
+            CheckinReport {
+                firmware_version: Some("1.0.0".into()),
+                health: Some("ok".into()),
+                config_digest: None,
+                compliance: None,
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stamp().await,
+        before,
+        "devices and check-ins are not view changes"
+    );
+    // Knowing the current stamp, the view is not sent again.
+    let data = store
+        .device_request("no-ca", "00", Some(&before))
+        .await
+        .unwrap();
+    assert!(data.view.is_none());
+
+    // A refused write leaves it too (the trigger's change rolls back).
+    assert!(store
+        .delete_device_group(&actor, &g.id, None)
+        .await
+        .is_err());
+    assert_eq!(stamp().await, before, "a refused delete is no change");
+
+    store
+        .delete_policy_attachment(&actor, &a.id, None)
+        .await
+        .unwrap();
+    let detached = stamp().await;
+    moved(detached.clone(), "policy detached");
+    store.delete_device(&actor, &d.id, None).await.unwrap();
+    assert_eq!(
+        stamp().await,
+        detached,
+        "a device deleted is no view change"
+    );
+    store
+        .delete_device_group(&actor, &g.id, None)
+        .await
+        .unwrap();
+    moved(stamp().await, "group deleted");
+}
+
 store_tests!(
+    the_view_stamp_moves_with_groups_policies_and_attachments_only,
     checkin_batches_apply_in_order,
     device_writes_are_audited_with_versions,
     policy_versions_are_pruned_to_ten,

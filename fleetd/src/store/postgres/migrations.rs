@@ -31,6 +31,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "enrollment_cn_pattern_and_compliance",
         sql: include_str!("migrations/0002_enrollment_cn_pattern_and_compliance.sql"),
     },
+    Migration {
+        version: 3,
+        name: "view_generation",
+        sql: include_str!("migrations/0003_view_generation.sql"),
+    },
 ];
 
 /// The schema version this build writes.

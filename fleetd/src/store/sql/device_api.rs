@@ -280,21 +280,15 @@ fn credential(conn: &Connection, ca_id: &str, serial: &str) -> Result<Credential
 
 // ------------------------------------------------------------------ fleet view
 
-/// Changes whenever a group, policy or attachment is created (the new id
-/// is the greatest: UUIDv7), deleted (count) or updated (sum of versions).
+/// Changes whenever a group, policy or policy attachment is created,
+/// updated or deleted: the generation the database's triggers move in the
+/// changing transaction (migration `view_generation`). One row, whatever
+/// the number of groups and policies.
 fn view_stamp(conn: &Connection) -> Result<String, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT (SELECT COUNT(*) || '.' || COALESCE(SUM(version), 0) || '.' ||
-                            COALESCE(MAX(id), '') FROM device_groups)
-                    || '/' ||
-                    (SELECT COUNT(*) || '.' || COALESCE(SUM(version), 0) || '.' ||
-                            COALESCE(MAX(id), '') FROM policies)
-                    || '/' ||
-                    (SELECT COUNT(*) || '.' || COALESCE(MAX(id), '') FROM policy_attachments
-                      WHERE group_id IS NOT NULL)",
-        )?
-        .query_row([], |r| r.get(0))?)
+    let generation: i64 = conn
+        .prepare_cached("SELECT generation FROM fleet_view_generation WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    Ok(generation.to_string())
 }
 
 fn fleet_view(conn: &Connection, stamp: String) -> Result<FleetView, StoreError> {

@@ -51,6 +51,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "compliance",
         sql: include_str!("migrations/0007_compliance.sql"),
     },
+    Migration {
+        version: 8,
+        name: "view_generation",
+        sql: include_str!("migrations/0008_view_generation.sql"),
+    },
 ];
 
 /// The schema version this build writes.
