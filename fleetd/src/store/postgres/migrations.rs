@@ -36,6 +36,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "view_generation",
         sql: include_str!("migrations/0003_view_generation.sql"),
     },
+    Migration {
+        version: 4,
+        name: "rollout_device_index",
+        sql: include_str!("migrations/0004_rollout_device_index.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -33,6 +33,8 @@ use crate::store::{EngineStore, ObjectKind, Rollout, StoreError};
 const ENGINE_ACTOR: &str = "engine";
 /// Devices handled per [`Action::ExpireTimeouts`].
 const EXPIRE_BATCH: i64 = eng::DEFAULT_BATCH_SIZE as i64;
+/// Targets inserted per statement when a rollout starts.
+const TARGET_CHUNK: usize = 10_000;
 /// Guard for recursive group walks (the hierarchy is at most 16 deep).
 const MAX_DEPTH: i64 = 10_000;
 
@@ -608,13 +610,18 @@ fn add_targets(
     delta: &mut CountsDelta,
 ) -> Result<u64, StoreError> {
     let targets = target_devices(tx, rollout)?;
-    let mut stmt = tx.prepare_cached(
+    // Set-based, in chunks: one statement per chunk rather than per
+    // device, and a bounded parameter.
+    let mut stmt = tx.prepare_cached(&format!(
         "INSERT OR IGNORE INTO rollout_devices (rollout_id, device_id, state, attempt, updated_at)
-         VALUES (?1, ?2, 'pending', 0, ?3)",
-    )?;
+         SELECT ?1, value, 'pending', 0, ?3 FROM {}",
+        db::json_text_elements("?2")
+    ))?;
+    let targets: Vec<String> = targets.into_iter().collect();
     let mut added = 0;
-    for device_id in &targets {
-        added += stmt.execute(params![rollout.id, device_id, now])? as u64;
+    for chunk in targets.chunks(TARGET_CHUNK) {
+        let ids = serde_json::to_string(chunk).map_err(StoreError::backend)?;
+        added += stmt.execute(params![rollout.id, ids, now])? as u64;
     }
     delta.targets_added(added);
     Ok(added)
@@ -761,6 +768,9 @@ fn apply(
 /// Assigns up to `count` pending devices, in device id order. Devices
 /// that were deleted are cancelled instead; devices busy with another
 /// rollout (in progress, or being rolled back) wait for a later tick.
+///
+/// The batch is read once and written with two set-based statements
+/// (assign, cancel) rather than one statement per device.
 #[allow(clippy::too_many_arguments)]
 fn assign(
     tx: &Connection,
@@ -777,79 +787,74 @@ fn assign(
     let product: String = tx
         .prepare_cached("SELECT product FROM firmware WHERE id = ?1")?
         .query_row([&row.firmware_id], |r| r.get(0))?;
-    let mut candidates = tx.prepare_cached(
-        "SELECT rd.device_id, EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
-           FROM rollout_devices rd
-          WHERE rd.rollout_id = ?1 AND rd.state = 'pending'
-            AND (NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
-                 OR NOT EXISTS (
-                SELECT 1 FROM rollout_devices o
-                 WHERE o.device_id = rd.device_id AND o.rollout_id <> rd.rollout_id
-                   AND (o.state = 'in_progress'
-                        OR (o.state = 'rolled_back'
-                            AND o.rollback_state IN ('pending', 'delivered')))))
-          ORDER BY rd.device_id LIMIT ?2",
-    )?;
-    // The previous firmware: the release of this product the device
-    // reports running, else the one it last updated to in another rollout.
-    let mut update = tx.prepare_cached(
-        "UPDATE rollout_devices
-            SET state = 'in_progress', attempt = 1, phase = ?3, assigned_at = ?4, deadline = ?5,
-                delivered_at = NULL, reason = NULL, updated_at = ?4,
-                previous_firmware_id = COALESCE(
-                    (SELECT f.id FROM devices d
-                       JOIN firmware f ON f.product = ?6 AND f.release_version = d.firmware_version
-                      WHERE d.id = ?2 AND f.id <> ?7),
-                    (SELECT r.firmware_id FROM rollout_devices o
-                       JOIN rollouts r ON r.id = o.rollout_id
-                       JOIN firmware f ON f.id = r.firmware_id
-                      WHERE o.device_id = ?2 AND o.rollout_id <> ?1 AND o.state = 'succeeded'
-                        AND f.product = ?6 AND f.id <> ?7
-                      ORDER BY o.updated_at DESC LIMIT 1))
-          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'pending'",
-    )?;
-    let mut cancel = tx.prepare_cached(
-        "UPDATE rollout_devices SET state = 'cancelled', reason = 'device deleted',
-                updated_at = ?3
-          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'pending'",
-    )?;
-    let mut assigned = 0u64;
-    let mut touched = 0u64;
-    while assigned < count {
-        let want = (count - assigned) as i64;
-        let batch: Vec<(String, bool)> = candidates
-            .query_map(params![id, want], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<db::Result<_>>()?;
-        if batch.is_empty() {
-            break;
-        }
-        let mut cancelled = 0;
-        for (device_id, exists) in batch {
-            if exists {
-                let n = update.execute(params![
-                    id,
-                    device_id,
-                    phase as i64,
-                    now_text,
-                    deadline,
-                    product,
-                    row.firmware_id
-                ])? as u64;
-                delta.moved(DeviceState::Pending, DeviceState::InProgress, n);
-                assigned += n;
-            } else {
-                let n = cancel.execute(params![id, device_id, now_text])? as u64;
-                delta.moved(DeviceState::Pending, DeviceState::Cancelled, n);
-                cancelled += n;
-            }
-        }
-        touched += cancelled;
-        if cancelled == 0 {
-            // A full batch was assigned; no need to query again.
-            break;
-        }
+    // The next `count` pending devices that were deleted or are not busy
+    // in another rollout.
+    let batch: Vec<String> = tx
+        .prepare_cached(
+            "SELECT rd.device_id FROM rollout_devices rd
+              WHERE rd.rollout_id = ?1 AND rd.state = 'pending'
+                AND (NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
+                     OR NOT EXISTS (
+                    SELECT 1 FROM rollout_devices o
+                     WHERE o.device_id = rd.device_id AND o.rollout_id <> rd.rollout_id
+                       AND (o.state = 'in_progress'
+                            OR (o.state = 'rolled_back'
+                                AND o.rollback_state IN ('pending', 'delivered')))))
+              ORDER BY rd.device_id LIMIT ?2",
+        )?
+        .query_map(params![id, count as i64], |r| r.get(0))?
+        .collect::<db::Result<_>>()?;
+    if batch.is_empty() {
+        return Ok(0);
     }
-    Ok(assigned + touched)
+    let batch = serde_json::to_string(&batch).map_err(StoreError::backend)?;
+    // Those that exist are assigned. Their previous firmware: the release
+    // of this product the device reports running, else the one it last
+    // updated to in another rollout.
+    let assigned = tx
+        .prepare_cached(&format!(
+            "UPDATE rollout_devices
+                SET state = 'in_progress', attempt = 1, phase = ?3, assigned_at = ?4,
+                    deadline = ?5, delivered_at = NULL, reason = NULL, updated_at = ?4,
+                    previous_firmware_id = COALESCE(
+                        (SELECT f.id FROM devices d
+                           JOIN firmware f ON f.product = ?6
+                                          AND f.release_version = d.firmware_version
+                          WHERE d.id = rollout_devices.device_id AND f.id <> ?7),
+                        (SELECT r.firmware_id FROM rollout_devices o
+                           JOIN rollouts r ON r.id = o.rollout_id
+                           JOIN firmware f ON f.id = r.firmware_id
+                          WHERE o.device_id = rollout_devices.device_id AND o.rollout_id <> ?1
+                            AND o.state = 'succeeded' AND f.product = ?6 AND f.id <> ?7
+                          ORDER BY o.updated_at DESC LIMIT 1))
+              WHERE rollout_id = ?1 AND state = 'pending'
+                AND device_id IN (SELECT value FROM {})
+                AND EXISTS (SELECT 1 FROM devices d WHERE d.id = rollout_devices.device_id)",
+            db::json_text_elements("?2")
+        ))?
+        .execute(params![
+            id,
+            batch,
+            phase as i64,
+            now_text,
+            deadline,
+            product,
+            row.firmware_id
+        ])? as u64;
+    delta.moved(DeviceState::Pending, DeviceState::InProgress, assigned);
+    // The others were deleted.
+    let cancelled = tx
+        .prepare_cached(&format!(
+            "UPDATE rollout_devices
+                SET state = 'cancelled', reason = 'device deleted', updated_at = ?3
+              WHERE rollout_id = ?1 AND state = 'pending'
+                AND device_id IN (SELECT value FROM {})
+                AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = rollout_devices.device_id)",
+            db::json_text_elements("?2")
+        ))?
+        .execute(params![id, batch, now_text])? as u64;
+    delta.moved(DeviceState::Pending, DeviceState::Cancelled, cancelled);
+    Ok(assigned + cancelled)
 }
 
 /// Times out in-progress devices past their deadline (one batch).

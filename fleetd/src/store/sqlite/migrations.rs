@@ -56,6 +56,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "view_generation",
         sql: include_str!("migrations/0008_view_generation.sql"),
     },
+    Migration {
+        version: 9,
+        name: "rollout_device_index",
+        sql: include_str!("migrations/0009_rollout_device_index.sql"),
+    },
 ];
 
 /// The schema version this build writes.

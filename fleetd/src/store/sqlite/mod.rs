@@ -76,6 +76,11 @@ impl SqliteStore {
             SqliteLocation::Memory => Connection::open_in_memory()?,
         };
         configure(&conn)?;
+        // The writer's page cache (SQLite's default is 2 MiB): a large
+        // rollout's transitions touch the rollout's rows and three of its
+        // indexes in every batch (see BENCHMARKS.md). Pages are allocated
+        // only as they are used.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         let version = migrations::migrate(&mut conn).context("migrating the database schema")?;
         tracing::debug!(schema_version = version, "sqlite store ready");
         let reader = match location {
@@ -169,6 +174,9 @@ fn open_file(path: &Path) -> anyhow::Result<Connection> {
     }
     Connection::open(path).with_context(|| format!("opening SQLite database {}", path.display()))
 }
+
+/// Page cache of the writing connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 /// Connection settings, applied on every open.
 fn configure(conn: &Connection) -> anyhow::Result<()> {
