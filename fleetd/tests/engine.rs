@@ -1070,13 +1070,21 @@ async fn a_batch_of_results_is_one_transaction_with_an_outcome_per_item() {
     // 3, in progress 0, succeeded 2, failed 1.
     assert_eq!(seen(s, &id).await, st("running", [6, 3, 0, 2, 1, 0], 0));
     check(s, &id).await;
+    // The failure landed with its reason; the repeated success once.
+    let one = s.get_rollout_device(&id, &wave[1]).await.unwrap();
     assert_eq!(
-        s.get_rollout_device(&id, &wave[1])
-            .await
-            .unwrap()
-            .reason
-            .as_deref(),
-        Some("disk full")
+        (
+            one.state,
+            one.reason.as_deref(),
+            one.rollback,
+            one.updated_at
+        ),
+        (DeviceState::Failed, Some("disk full"), None, t0())
+    );
+    let twice = s.get_rollout_device(&id, &wave[0]).await.unwrap();
+    assert_eq!(
+        (twice.state, twice.reason, twice.updated_at),
+        (DeviceState::Succeeded, None, t0())
     );
     // An empty batch is a no-op.
     assert!(s.record_results(Vec::new()).await.unwrap().is_empty());
