@@ -76,9 +76,9 @@ impl SqliteStore {
             SqliteLocation::Memory => Connection::open_in_memory()?,
         };
         configure(&conn)?;
-        // The writer's page cache (SQLite's default is 2 MiB): a large
-        // rollout's transitions touch the rollout's rows and three of its
-        // indexes in every batch (see BENCHMARKS.md). Pages are allocated
+        // The writer's page cache (SQLite's default is 2 MiB): every batch
+        // of a large rollout's transitions touches its rows and their state
+        // and deadline indexes (see BENCHMARKS.md). Pages are allocated
         // only as they are used.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         let version = migrations::migrate(&mut conn).context("migrating the database schema")?;
