@@ -65,6 +65,15 @@ def null_provider():
     return mirror, binary
 
 
+def provider_release():
+    """The release provider as `make install` ships it (`make provider-release`:
+    statically linked on Linux); returns the binary's path."""
+    out = subprocess.run(["make", "-s", "--no-print-directory", "provider-release"], cwd=ROOT,
+                         check=True, stdout=subprocess.PIPE, text=True)
+    path = out.stdout.strip().splitlines()[-1]
+    return os.path.join(ROOT, path) if not os.path.isabs(path) else path
+
+
 def start_fleetd(data, bins=RELEASE, extra=()):
     proc = subprocess.Popen([os.path.join(bins, "fleetd"), "serve", "--listen", "127.0.0.1:0",
                              "--data-dir", data, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -166,7 +175,7 @@ def state_bytes_per_resource(d, n):
 AWS_IOT_JOBS_MAX_PER_MIN = 1000.0  # AWS IoT Jobs: maximum rollout rate, devices per minute
 
 
-def bench_terraform(n, runs, bins, mirror, rows):
+def bench_terraform(n, runs, bins, provider, mirror, rows):
     with tempfile.TemporaryDirectory(prefix="fleetform-bench-") as tmp:
         data = os.path.join(tmp, "fleetd")
         os.makedirs(data)
@@ -178,7 +187,7 @@ def bench_terraform(n, runs, bins, mirror, rows):
             os.makedirs(null_dir)
             rc_fleet = os.path.join(tmp, "fleet.tfrc")
             with open(rc_fleet, "w") as f:
-                f.write('provider_installation {\n  dev_overrides {\n    "fleetform/fleet" = "%s"\n  }\n  direct {}\n}\n' % bins)
+                f.write('provider_installation {\n  dev_overrides {\n    "fleetform/fleet" = "%s"\n  }\n  direct {}\n}\n' % os.path.dirname(provider))
             rc_null = os.path.join(tmp, "null.tfrc")
             with open(rc_null, "w") as f:
                 f.write('provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % mirror)
@@ -391,12 +400,13 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+    ours = os.path.join(bins, "terraform-provider-fleet")
     if not args.smoke:
-        sh(["cargo", "build", "--release", "-p", "terraform-provider-fleet", "-p", "fleetd", "-p", "fleet-sim"],
-           cwd=ROOT)
+        sh(["cargo", "build", "--release", "-p", "fleetd", "-p", "fleet-sim"], cwd=ROOT)
+        if only & {"handshake", "terraform"}:
+            ours = provider_release()
         if "engine" in only:
             sh(["cargo", "bench", "-p", "fleetd", "--bench", "engine", "--no-run"], cwd=ROOT)
-    ours = os.path.join(bins, "terraform-provider-fleet")
     rows = []
     raw = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_start": os.getloadavg()}
     mirror, null_bin = null_provider() if only & {"handshake", "terraform"} else (None, None)
@@ -427,7 +437,7 @@ def main():
                      f"{hs_null*1000:.2f} ms (Go null)", hs_floor / hs_null, "report", None))
 
     if "terraform" in only:
-        raw["terraform"] = [bench_terraform(int(n), args.runs, bins, mirror, rows) for n in args.sizes.split(",")]
+        raw["terraform"] = [bench_terraform(int(n), args.runs, bins, ours, mirror, rows) for n in args.sizes.split(",")]
 
     details = []
     if "device" in only:

@@ -65,6 +65,24 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// Where Terraform takes our provider from: `FLEETFORM_ACC_PROVIDER_DIR`
+/// when set (`make test-shipped-provider` points it at the release build
+/// `make install` ships), else [`bin_dir`].
+pub fn provider_dir() -> PathBuf {
+    match std::env::var_os("FLEETFORM_ACC_PROVIDER_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            assert!(
+                dir.join("terraform-provider-fleet").is_file(),
+                "FLEETFORM_ACC_PROVIDER_DIR={} holds no terraform-provider-fleet",
+                dir.display()
+            );
+            dir
+        }
+        None => bin_dir().to_path_buf(),
+    }
+}
+
 /// Copies a directory of Terraform configuration (a module, an example)
 /// without Terraform's local state: `.terraform/`, the lock file and
 /// `*.tfstate*`.
@@ -120,7 +138,7 @@ impl Workdir {
             &cli_config,
             format!(
                 "provider_installation {{\n  dev_overrides {{\n    \"fleetform/fleet\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
-                bin_dir().display()
+                provider_dir().display()
             ),
         )?;
         let mut env = BTreeMap::new();
