@@ -38,11 +38,26 @@ const TARGET_CHUNK: usize = 10_000;
 /// Guard for recursive group walks (the hierarchy is at most 16 deep).
 const MAX_DEPTH: i64 = 10_000;
 
-/// A device's rollout rows that may hand it something: a first delivery
-/// or retry in flight, or a rollback not yet reported (`?1` is the device).
-const ASSIGNMENT_ROWS: &str = "rd.device_id = ?1
-    AND (rd.state = 'in_progress'
-         OR (rd.state = 'rolled_back' AND rd.rollback_state IN ('pending', 'delivered')))";
+/// SQL condition: the `rollout_devices` row aliased `$a` holds an
+/// assignment for its device, i.e. may hand it something: a first
+/// delivery or retry in flight, or a rollback not yet reported. A device
+/// holding one is busy for every other rollout.
+macro_rules! holds_assignment {
+    ($a:literal) => {
+        concat!(
+            "(",
+            $a,
+            ".state = 'in_progress' OR (",
+            $a,
+            ".state = 'rolled_back' AND ",
+            $a,
+            ".rollback_state IN ('pending', 'delivered')))"
+        )
+    };
+}
+
+/// A device's rollout rows that hold an assignment (`?1` is the device).
+const ASSIGNMENT_ROWS: &str = concat!("rd.device_id = ?1 AND ", holds_assignment!("rd"));
 
 #[async_trait]
 impl EngineStore for Backend {
@@ -790,18 +805,18 @@ fn assign(
     // The next `count` pending devices that were deleted or are not busy
     // in another rollout.
     let batch: Vec<String> = tx
-        .prepare_cached(
+        .prepare_cached(concat!(
             "SELECT rd.device_id FROM rollout_devices rd
               WHERE rd.rollout_id = ?1 AND rd.state = 'pending'
                 AND (NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
                      OR NOT EXISTS (
                     SELECT 1 FROM rollout_devices o
                      WHERE o.device_id = rd.device_id AND o.rollout_id <> rd.rollout_id
-                       AND (o.state = 'in_progress'
-                            OR (o.state = 'rolled_back'
-                                AND o.rollback_state IN ('pending', 'delivered')))))
-              ORDER BY rd.device_id LIMIT ?2",
-        )?
+                       AND ",
+            holds_assignment!("o"),
+            "))
+              ORDER BY rd.device_id LIMIT ?2"
+        ))?
         .query_map(params![id, count as i64], |r| r.get(0))?
         .collect::<db::Result<_>>()?;
     if batch.is_empty() {
