@@ -495,7 +495,76 @@ async fn the_view_stamp_moves_with_groups_policies_and_attachments_only(db: Test
     moved(stamp().await, "group deleted");
 }
 
+/// Reads run on other connections than writes (SQLite: a pool of
+/// read-only connections). Each read must see every write committed
+/// before it started, on whichever connection it lands, while other
+/// tasks keep the readers busy.
+async fn reads_see_every_write_committed_before_them(db: TestDb) {
+    let store = db.open().await;
+    let actor = Actor::admin();
+    let g = store
+        .create_device_group(&actor, group("g", None, None))
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.list_devices(None, 100, None).await.unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (store, actor, g) = (store.clone(), actor.clone(), g.id.clone());
+        writers.push(tokio::spawn(async move {
+            let name = format!("d{w}");
+            let mut d = store
+                .create_device(&actor, device(&name, "m0", &[&g]))
+                .await
+                .unwrap();
+            assert_eq!(store.get_device(&d.id).await.unwrap().version, 1);
+            for i in 1..=40 {
+                let hw = format!("m{i}");
+                d = store
+                    .update_device(&actor, &d.id, d.version, device(&name, &hw, &[&g]))
+                    .await
+                    .unwrap();
+                let read = store.get_device(&d.id).await.unwrap();
+                assert_eq!(
+                    (read.version, read.hardware.as_str()),
+                    (d.version, hw.as_str()),
+                    "device {name}: a read right after update {i} saw an older row"
+                );
+                let audit = store.audit_events(ObjectKind::Device, &d.id).await.unwrap();
+                assert_eq!(
+                    audit.len(),
+                    i + 1,
+                    "device {name}: audit rows after update {i}"
+                );
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(busy.await.unwrap() > 0);
+    let group = store.get_device_group(&g.id).await.unwrap();
+    assert_eq!(group.device_count, 4);
+    let listed = store.list_devices(None, 100, None).await.unwrap();
+    assert_eq!(listed.len(), 4);
+    assert!(listed
+        .iter()
+        .all(|d| d.version == 41 && d.hardware == "m40"));
+}
+
 store_tests!(
+    reads_see_every_write_committed_before_them,
     the_view_stamp_moves_with_groups_policies_and_attachments_only,
     checkin_batches_apply_in_order,
     device_writes_are_audited_with_versions,

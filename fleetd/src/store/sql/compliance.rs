@@ -270,7 +270,8 @@ impl crate::store::ComplianceStore for super::Backend {
 
     async fn group_compliance(&self, group_id: &str) -> Result<Summary, StoreError> {
         let group_id = group_id.to_owned();
-        self.call(move |conn| group_summary(conn, &group_id)).await
+        self.call_read(move |conn| group_summary(conn, &group_id))
+            .await
     }
 
     async fn noncompliant_devices(
@@ -282,7 +283,7 @@ impl crate::store::ComplianceStore for super::Backend {
     ) -> Result<Vec<NonCompliantDevice>, StoreError> {
         let group_id = group_id.to_owned();
         let after = after.map(str::to_owned);
-        self.call(move |conn| noncompliant(conn, &group_id, state, after.as_deref(), limit))
+        self.call_read(move |conn| noncompliant(conn, &group_id, state, after.as_deref(), limit))
             .await
     }
 }

@@ -38,7 +38,7 @@ impl GroupStore for Backend {
 
     async fn get_device_group(&self, id: &str) -> Result<DeviceGroup, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| get(conn, &id)).await
+        self.call_read(move |conn| get(conn, &id)).await
     }
 
     async fn list_device_groups(
@@ -48,7 +48,7 @@ impl GroupStore for Backend {
     ) -> Result<Vec<DeviceGroup>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| list(conn, after.as_deref(), limit))
+        self.call_read(move |conn| list(conn, after.as_deref(), limit))
             .await
     }
 
@@ -89,7 +89,7 @@ impl GroupStore for Backend {
         id: &str,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| Ok(audit::for_object(conn, kind, &id)?))
+        self.call_read(move |conn| Ok(audit::for_object(conn, kind, &id)?))
             .await
     }
 }

@@ -169,7 +169,7 @@ impl EngineStore for Backend {
         device_id: &str,
     ) -> Result<RolloutDevice, StoreError> {
         let (rollout_id, device_id) = (rollout_id.to_owned(), device_id.to_owned());
-        self.call(move |conn| {
+        self.call_read(move |conn| {
             conn.prepare_cached(&format!(
                 "{DEVICE_SELECT} WHERE rollout_id = ?1 AND device_id = ?2"
             ))?
@@ -189,7 +189,7 @@ impl EngineStore for Backend {
     ) -> Result<Vec<RolloutDevice>, StoreError> {
         let (rollout_id, after) = (rollout_id.to_owned(), after.map(str::to_owned));
         let limit = i64::from(limit.min(crate::store::MAX_PAGE_SIZE + 1));
-        self.call(move |conn| {
+        self.call_read(move |conn| {
             // Separate statements so that each is an index range scan.
             let after = after.unwrap_or_default();
             let rows = match state {
@@ -251,7 +251,7 @@ impl EngineStore for Backend {
 
     async fn recount_rollout(&self, rollout_id: &str) -> Result<(Counts, Counts), StoreError> {
         let rollout_id = rollout_id.to_owned();
-        self.call(move |conn| {
+        self.call_read(move |conn| {
             let stored = progress_row(conn, &rollout_id)?.counts;
             let mut scanned = Counts::default();
             let mut stmt = conn.prepare_cached(

@@ -143,7 +143,7 @@ impl FleetStore for Backend {
 
     async fn get_device(&self, id: &str) -> Result<Device, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| devices::get(conn, &id)).await
+        self.call_read(move |conn| devices::get(conn, &id)).await
     }
 
     async fn list_devices(
@@ -154,7 +154,7 @@ impl FleetStore for Backend {
     ) -> Result<Vec<Device>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| devices::list(conn, after.as_deref(), limit, filter.as_ref()))
+        self.call_read(move |conn| devices::list(conn, after.as_deref(), limit, filter.as_ref()))
             .await
     }
 
@@ -197,7 +197,7 @@ impl FleetStore for Backend {
 
     async fn get_policy(&self, id: &str) -> Result<Policy, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| policies::get(conn, &id)).await
+        self.call_read(move |conn| policies::get(conn, &id)).await
     }
 
     async fn list_policies(
@@ -207,7 +207,7 @@ impl FleetStore for Backend {
     ) -> Result<Vec<Policy>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| policies::list(conn, after.as_deref(), limit))
+        self.call_read(move |conn| policies::list(conn, after.as_deref(), limit))
             .await
     }
 
@@ -244,7 +244,8 @@ impl FleetStore for Backend {
 
     async fn list_policy_versions(&self, id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| policies::versions(conn, &id)).await
+        self.call_read(move |conn| policies::versions(conn, &id))
+            .await
     }
 
     async fn create_policy_attachment(
@@ -263,7 +264,7 @@ impl FleetStore for Backend {
 
     async fn get_policy_attachment(&self, id: &str) -> Result<PolicyAttachment, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| policies::get_attachment(conn, &id))
+        self.call_read(move |conn| policies::get_attachment(conn, &id))
             .await
     }
 
@@ -274,7 +275,7 @@ impl FleetStore for Backend {
     ) -> Result<Vec<PolicyAttachment>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| policies::list_attachments(conn, after.as_deref(), limit))
+        self.call_read(move |conn| policies::list_attachments(conn, after.as_deref(), limit))
             .await
     }
 
@@ -305,7 +306,7 @@ impl FleetStore for Backend {
 
     async fn get_firmware(&self, id: &str) -> Result<Firmware, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| firmware::get(conn, &id)).await
+        self.call_read(move |conn| firmware::get(conn, &id)).await
     }
 
     async fn list_firmware(
@@ -315,7 +316,7 @@ impl FleetStore for Backend {
     ) -> Result<Vec<Firmware>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| firmware::list(conn, after.as_deref(), limit))
+        self.call_read(move |conn| firmware::list(conn, after.as_deref(), limit))
             .await
     }
 
@@ -337,7 +338,7 @@ impl FleetStore for Backend {
 
     async fn get_rollout(&self, id: &str) -> Result<Rollout, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| rollouts::get(conn, &id)).await
+        self.call_read(move |conn| rollouts::get(conn, &id)).await
     }
 
     async fn list_rollouts(
@@ -347,7 +348,7 @@ impl FleetStore for Backend {
     ) -> Result<Vec<Rollout>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| rollouts::list(conn, after.as_deref(), limit))
+        self.call_read(move |conn| rollouts::list(conn, after.as_deref(), limit))
             .await
     }
 
@@ -383,7 +384,7 @@ impl FleetStore for Backend {
     }
 
     async fn object_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.call(|conn| object_counts(conn)).await
+        self.call_read(|conn| object_counts(conn)).await
     }
 }
 

@@ -35,7 +35,7 @@ impl PkiStore for Backend {
 
     async fn get_certificate_authority(&self, id: &str) -> Result<CaRecord, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| cas::get(conn, &id)).await
+        self.call_read(move |conn| cas::get(conn, &id)).await
     }
 
     async fn get_ca_signer(&self, id: &str) -> Result<CaSigner, StoreError> {
@@ -50,7 +50,7 @@ impl PkiStore for Backend {
     ) -> Result<Vec<CaRecord>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| cas::list(conn, after.as_deref(), limit))
+        self.call_read(move |conn| cas::list(conn, after.as_deref(), limit))
             .await
     }
 
@@ -102,7 +102,8 @@ impl PkiStore for Backend {
 
     async fn get_certificate(&self, id: &str) -> Result<CertificateRecord, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| certificates::get(conn, &id)).await
+        self.call_read(move |conn| certificates::get(conn, &id))
+            .await
     }
 
     async fn list_certificates(
@@ -113,7 +114,7 @@ impl PkiStore for Backend {
     ) -> Result<Vec<CertificateRecord>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| certificates::list(conn, &filter, after.as_deref(), limit))
+        self.call_read(move |conn| certificates::list(conn, &filter, after.as_deref(), limit))
             .await
     }
 
@@ -163,7 +164,7 @@ impl PkiStore for Backend {
         now: DateTime<Utc>,
     ) -> Result<Vec<RevokedSerial>, StoreError> {
         let ca_id = ca_id.to_owned();
-        self.call(move |conn| certificates::crl_entries(conn, &ca_id, now))
+        self.call_read(move |conn| certificates::crl_entries(conn, &ca_id, now))
             .await
     }
 
@@ -183,7 +184,8 @@ impl PkiStore for Backend {
 
     async fn get_enrollment(&self, id: &str) -> Result<EnrollmentRecord, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| enrollments::get(conn, &id)).await
+        self.call_read(move |conn| enrollments::get(conn, &id))
+            .await
     }
 
     async fn list_enrollments(
@@ -193,7 +195,7 @@ impl PkiStore for Backend {
     ) -> Result<Vec<EnrollmentRecord>, StoreError> {
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_PAGE_SIZE + 1);
-        self.call(move |conn| enrollments::list(conn, after.as_deref(), limit))
+        self.call_read(move |conn| enrollments::list(conn, after.as_deref(), limit))
             .await
     }
 

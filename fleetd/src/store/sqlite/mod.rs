@@ -1,13 +1,17 @@
 //! The embedded store: one SQLite file in the data directory.
 //!
-//! One connection behind a mutex serialises all access. SQLite allows a
-//! single writer anyway, admin traffic is light, and it makes every
-//! read-check-write sequence trivially race-free. WAL mode keeps readers
-//! in *other* processes (the `sqlite3` shell, backups) from blocking us.
-//! The one exception is the read every device request starts with
-//! (`device_request`): on a database file it runs on a second, read-only
-//! connection ([`SqliteStore::call_read`]), in one read transaction, so
-//! check-ins do not queue behind the group-committed writes.
+//! One writing connection behind a mutex serialises every write and every
+//! read-check-write sequence (they run in its transactions), which SQLite
+//! allows only one of at a time anyway and which makes them trivially
+//! race-free. Plain reads — the read every device request starts with
+//! (`device_request`) and the admin API's gets and lists — run on a
+//! small pool of read-only connections instead ([`SqliteStore::call_read`]),
+//! each in one read transaction (one snapshot): with WAL they proceed
+//! while the writer commits, so check-ins and Terraform's refreshes do not
+//! queue behind group-committed check-ins or a rollout's batches, and a
+//! long read (a dynamic group's count over a large fleet) holds one reader,
+//! not the writer. WAL also keeps readers in *other* processes (the
+//! `sqlite3` shell, backups) from blocking us.
 
 #[path = "../sql/audit.rs"]
 mod audit;
@@ -39,6 +43,7 @@ mod rollouts;
 mod time;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,9 +61,11 @@ type Backend = SqliteStore;
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
-    /// Read-only connection for [`SqliteStore::call_read`]; `None` for an
+    /// Read-only connections for [`SqliteStore::call_read`]; none for an
     /// in-memory database (a second connection would be another database).
-    reader: Option<Arc<Mutex<Connection>>>,
+    readers: Arc<[Arc<Mutex<Connection>>]>,
+    /// Where [`SqliteStore::reader`] starts looking for an idle reader.
+    next_reader: Arc<AtomicUsize>,
 }
 
 impl SqliteStore {
@@ -83,19 +90,38 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         let version = migrations::migrate(&mut conn).context("migrating the database schema")?;
         tracing::debug!(schema_version = version, "sqlite store ready");
-        let reader = match location {
-            SqliteLocation::File(path) => {
-                let reader = open_file(path)?;
-                configure(&reader)?;
-                reader.pragma_update(None, "query_only", "ON")?;
-                Some(Arc::new(Mutex::new(reader)))
-            }
-            SqliteLocation::Memory => None,
+        let readers = match location {
+            SqliteLocation::File(path) => (0..READERS)
+                .map(|_| {
+                    let reader = open_file(path)?;
+                    configure(&reader)?;
+                    reader.pragma_update(None, "query_only", "ON")?;
+                    reader.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+                    Ok(Arc::new(Mutex::new(reader)))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            SqliteLocation::Memory => Vec::new(),
         };
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            reader,
+            readers: readers.into(),
+            next_reader: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// A reader connection: the first idle one from a rotating start, else
+    /// the next in turn (its caller then waits for it). `None` without
+    /// readers.
+    fn reader(&self) -> Option<&Arc<Mutex<Connection>>> {
+        let n = self.readers.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let idle = (0..n)
+            .map(|i| &self.readers[(start + i) % n])
+            .find(|r| r.try_lock().is_ok());
+        Some(idle.unwrap_or(&self.readers[start % n]))
     }
 
     /// The rollouts the engine has work for (not finished, or finished
@@ -124,14 +150,14 @@ impl SqliteStore {
     }
 
     /// Runs the read-only `f` in one read transaction (one snapshot, one
-    /// lock) on the reader connection, or through [`SqliteStore::call`]
+    /// lock) on a reader connection, or through [`SqliteStore::call`]
     /// when there is none.
     async fn call_read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let Some(reader) = &self.reader else {
+        let Some(reader) = self.reader() else {
             return self.call(f).await;
         };
         on_blocking_pool(reader, |conn| {
@@ -177,6 +203,11 @@ fn open_file(path: &Path) -> anyhow::Result<Connection> {
 
 /// Page cache of the writing connection, in KiB.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Read-only connections: one can serve device requests while another
+/// runs a long admin read.
+const READERS: usize = 2;
+/// Page cache of each reader, in KiB (allocated only as it is used).
+const READER_CACHE_KIB: i64 = 16 * 1024;
 
 /// Connection settings, applied on every open.
 fn configure(conn: &Connection) -> anyhow::Result<()> {
