@@ -64,7 +64,7 @@ pub struct SqliteStore {
     /// Read-only connections for [`SqliteStore::call_read`]; none for an
     /// in-memory database (a second connection would be another database).
     readers: Arc<[Arc<Mutex<Connection>>]>,
-    /// Where [`SqliteStore::reader`] starts looking for an idle reader.
+    /// Which reader [`SqliteStore::reader`] waits for when none is idle.
     next_reader: Arc<AtomicUsize>,
 }
 
@@ -109,19 +109,19 @@ impl SqliteStore {
         })
     }
 
-    /// A reader connection: the first idle one from a rotating start, else
-    /// the next in turn (its caller then waits for it). `None` without
-    /// readers.
+    /// A reader connection: the first idle one in order, so that the first
+    /// reader takes the steady traffic with a warm page cache and the
+    /// others only what arrives while it is busy; when none is idle, each
+    /// in turn (its caller then waits for it). `None` without readers.
     fn reader(&self) -> Option<&Arc<Mutex<Connection>>> {
-        let n = self.readers.len();
-        if n == 0 {
+        if self.readers.is_empty() {
             return None;
         }
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        let idle = (0..n)
-            .map(|i| &self.readers[(start + i) % n])
-            .find(|r| r.try_lock().is_ok());
-        Some(idle.unwrap_or(&self.readers[start % n]))
+        let idle = self.readers.iter().find(|r| r.try_lock().is_ok());
+        Some(idle.unwrap_or_else(|| {
+            let next = self.next_reader.fetch_add(1, Ordering::Relaxed);
+            &self.readers[next % self.readers.len()]
+        }))
     }
 
     /// The rollouts the engine has work for (not finished, or finished
