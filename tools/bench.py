@@ -70,8 +70,7 @@ def provider_release():
     statically linked on Linux); returns the binary's path."""
     out = subprocess.run(["make", "-s", "--no-print-directory", "provider-release"], cwd=ROOT,
                          check=True, stdout=subprocess.PIPE, text=True)
-    path = out.stdout.strip().splitlines()[-1]
-    return os.path.join(ROOT, path) if not os.path.isabs(path) else path
+    return out.stdout.strip().splitlines()[-1]
 
 
 def start_fleetd(data, bins=RELEASE, extra=()):

@@ -6,13 +6,14 @@ mod store_common;
 use store_common::TestDb;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use fleetd::domain::policy::{Effect, Statement};
 use fleetd::domain::query;
 use fleetd::store::{
-    Actor, AttachmentTarget, AuditAction, DeviceGroupSpec, DeviceSpec, FailureThresholdRecord,
-    FirmwareSpec, ObjectKind, PhaseRecord, PolicyAttachmentSpec, PolicySpec, RolloutSpec,
-    StoreError,
+    Actor, AttachmentTarget, AuditAction, DeviceGroup, DeviceGroupSpec, DeviceSpec,
+    FailureThresholdRecord, FirmwareSpec, ObjectKind, PhaseRecord, PolicyAttachmentSpec,
+    PolicySpec, RolloutSpec, Store, StoreError,
 };
 
 fn group(name: &str, parent: Option<&str>, query: Option<&str>) -> DeviceGroupSpec {
@@ -22,6 +23,17 @@ fn group(name: &str, parent: Option<&str>, query: Option<&str>) -> DeviceGroupSp
         query: query.map(str::to_owned),
         ..Default::default()
     }
+}
+
+/// An open store, the admin actor, and one empty static group "g".
+async fn store_with_group(db: &TestDb) -> (Arc<dyn Store>, Actor, DeviceGroup) {
+    let store = db.open().await;
+    let actor = Actor::admin();
+    let g = store
+        .create_device_group(&actor, group("g", None, None))
+        .await
+        .unwrap();
+    (store, actor, g)
 }
 
 fn device(name: &str, hardware: &str, groups: &[&str]) -> DeviceSpec {
@@ -83,12 +95,7 @@ fn rollout(firmware_id: &str, targets: &[&str]) -> RolloutSpec {
 }
 
 async fn device_writes_are_audited_with_versions(db: TestDb) {
-    let store = db.open().await;
-    let actor = Actor::admin();
-    let g = store
-        .create_device_group(&actor, group("g", None, None))
-        .await
-        .unwrap();
+    let (store, actor, g) = store_with_group(&db).await;
     let d = store
         .create_device(&actor, device("d", "m1", &[&g.id, &g.id]))
         .await
@@ -235,12 +242,7 @@ async fn membership_counts_static_dynamic_and_subgroups(db: TestDb) {
 }
 
 async fn deleting_a_group_releases_members_and_is_refused_while_attached(db: TestDb) {
-    let store = db.open().await;
-    let actor = Actor::admin();
-    let g = store
-        .create_device_group(&actor, group("g", None, None))
-        .await
-        .unwrap();
+    let (store, actor, g) = store_with_group(&db).await;
     let d = store
         .create_device(&actor, device("d", "m1", &[&g.id]))
         .await
@@ -500,12 +502,7 @@ async fn the_view_stamp_moves_with_groups_policies_and_attachments_only(db: Test
 /// before it started, on whichever connection it lands, while other
 /// tasks keep the readers busy.
 async fn reads_see_every_write_committed_before_them(db: TestDb) {
-    let store = db.open().await;
-    let actor = Actor::admin();
-    let g = store
-        .create_device_group(&actor, group("g", None, None))
-        .await
-        .unwrap();
+    let (store, actor, g) = store_with_group(&db).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let busy = {
         let (store, stop) = (store.clone(), stop.clone());
