@@ -22,7 +22,10 @@ use terraform_provider_fleet::tfplugin::server::ProviderService;
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     // SAFETY: sets the disposition of one signal before any other thread
     // exists; no handler code is installed.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN)
+    };
     if run() == ExitCode::SUCCESS {
         0
     } else {
