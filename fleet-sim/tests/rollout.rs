@@ -150,7 +150,7 @@ async fn twenty_percent_failures_pause_the_rollout_at_the_threshold() {
         .post(
             "/v1/rollouts",
             json!({"name": "pumps-3", "firmware_id": fw, "target_group_ids": [group_id],
-                   "phases": [{"percent": 25, "soak": "0s"}, {"percent": 100, "soak": "0s"}],
+                   "phases": [{"percent": 50, "soak": "0s"}, {"percent": 100, "soak": "0s"}],
                    "failure_threshold": {"percent": 10, "min_devices": 20, "action": "pause"}}),
         )
         .await;
@@ -166,9 +166,14 @@ async fn twenty_percent_failures_pause_the_rollout_at_the_threshold() {
     let tally = report.ledger.rollouts().remove(&id).unwrap_or_default();
     assert_eq!(counts["succeeded"], tally.succeeded, "{after} vs {tally:?}");
     assert_eq!(counts["failed"], tally.failed, "{after} vs {tally:?}");
-    // Paused in the first phase: nobody beyond its 25% got the firmware.
+    // Paused in the first phase: nobody beyond its 50% got the firmware.
+    // Which devices fail is seeded, but which of them fall in the first
+    // phase depends on the order they enrolled in: with 100 devices in
+    // it, fewer than the threshold's 10% failing there (and the rollout
+    // going on to the second phase) has a probability of ≈ 0.1%; with
+    // 50, as before, ≈ 2%, which a CI run once met.
     assert!(
-        tally.assigned_devices <= devices as u64 / 4,
+        tally.assigned_devices <= devices as u64 / 2,
         "{tally:?} {paused}"
     );
     assert!(tally.failed * 10 >= 20, "{tally:?}");
