@@ -462,8 +462,8 @@ fn two_replicas_complete_a_rollout_when_one_is_killed() -> Result<()> {
     // The database agrees: every targeted device reached a final state once.
     assert_eq!(
         db.query_i64(&format!(
-            "SELECT COUNT(*) FROM rollout_devices WHERE rollout_id = '{id}'
-               AND state IN ('succeeded', 'failed') AND attempt >= 1"
+            "SELECT COUNT(*) FROM rollout_devices rd JOIN rollouts r ON r.seq = rd.rollout
+              WHERE r.id = '{id}' AND rd.state IN ('succeeded', 'failed') AND rd.attempt >= 1"
         ))?,
         n as i64
     );

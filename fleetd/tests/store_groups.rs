@@ -8,6 +8,7 @@ use store_common::TestDb;
 
 use std::collections::BTreeMap;
 
+use fleetd::domain::rollout_engine::DeviceState;
 use fleetd::store::{Actor, AuditAction, DeviceGroupSpec, ObjectKind, StoreError};
 
 fn spec(name: &str, parent: Option<&str>) -> DeviceGroupSpec {
@@ -253,6 +254,154 @@ async fn lists_by_id_with_a_cursor(db: TestDb) {
         .is_empty());
 }
 
+/// The schema before `rollout_devices` was compacted (SQLite 1–9,
+/// PostgreSQL 1–4), as those migrations wrote it.
+const SQLITE_BEFORE_COMPACT: [&str; 9] = [
+    include_str!("../src/store/sqlite/migrations/0001_device_groups.sql"),
+    include_str!("../src/store/sqlite/migrations/0002_fleet.sql"),
+    include_str!("../src/store/sqlite/migrations/0003_pki.sql"),
+    include_str!("../src/store/sqlite/migrations/0004_engine.sql"),
+    include_str!("../src/store/sqlite/migrations/0005_device_api.sql"),
+    include_str!("../src/store/sqlite/migrations/0006_enrollment_cn_pattern.sql"),
+    include_str!("../src/store/sqlite/migrations/0007_compliance.sql"),
+    include_str!("../src/store/sqlite/migrations/0008_view_generation.sql"),
+    include_str!("../src/store/sqlite/migrations/0009_rollout_device_index.sql"),
+];
+const POSTGRES_BEFORE_COMPACT: [&str; 4] = [
+    include_str!("../src/store/postgres/migrations/0001_schema.sql"),
+    include_str!("../src/store/postgres/migrations/0002_enrollment_cn_pattern_and_compliance.sql"),
+    include_str!("../src/store/postgres/migrations/0003_view_generation.sql"),
+    include_str!("../src/store/postgres/migrations/0004_rollout_device_index.sql"),
+];
+
+/// Rows as the old schema held them: two rollouts (ids `r-b` before `r-a`
+/// in creation), device rows with RFC 3339 text times.
+const ROWS_BEFORE_COMPACT: &str = "
+INSERT INTO firmware (id, product, release_version, hardware, url, sha256, size_bytes, created_at)
+VALUES ('fw', 'p', '2.0', '[\"m1\"]', 'https://example.com/fw', 'ab', 1, '2026-12-01T00:00:00.000Z');
+INSERT INTO rollouts (id, name, firmware_id, target_group_ids, failure_threshold, device_timeout,
+                      max_retries, continuous, state, status, count_targeted, count_pending,
+                      count_in_progress, count_succeeded, count_assigned, created_at, updated_at,
+                      version)
+VALUES ('r-b', 'b', 'fw', '[]', '{\"percent\": 10, \"min_devices\": 1, \"action\": \"pause\"}', '1h', 0, 0, 'running', 'running', 3, 1, 1, 1, 2,
+        '2026-12-01T00:00:00.000Z', '2026-12-01T00:00:00.000Z', 1),
+       ('r-a', 'a', 'fw', '[]', '{\"percent\": 10, \"min_devices\": 1, \"action\": \"pause\"}', '1h', 0, 0, 'running', 'running', 1, 1, 0, 0, 0,
+        '2026-12-01T00:00:00.000Z', '2026-12-01T00:00:00.000Z', 1);
+INSERT INTO rollout_devices (rollout_id, device_id, state, attempt, phase, assigned_at, deadline,
+                             delivered_at, previous_firmware_id, rollback_state, reason, updated_at)
+VALUES ('r-b', 'd1', 'succeeded', 1, 0, '2026-12-04T20:00:00.123Z', '2026-12-04T21:00:00.123Z',
+        '2026-12-04T20:00:01.500Z', 'fw-old', NULL, NULL, '2026-12-04T20:05:00.000Z'),
+       ('r-b', 'd2', 'in_progress', 2, 0, '2026-12-04T20:00:00.123Z', '2026-12-04T21:00:00.123Z',
+        NULL, NULL, NULL, 'attempt 1 timed out; retrying', '2026-12-04T20:30:00.999Z'),
+       ('r-b', 'd3', 'pending', 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        '2026-12-04T19:00:00.000Z'),
+       ('r-a', 'd1', 'pending', 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        '2026-12-04T19:00:00.000Z');
+";
+
+/// A database holding rollout device rows in the old layout (text rollout
+/// ids and times) opens with every row, state and time intact, and the
+/// engine's reads work on them.
+async fn rollout_device_rows_survive_the_compact_migration(db: TestDb) {
+    match &db {
+        TestDb::Sqlite(dir) => {
+            let conn = rusqlite::Connection::open(dir.path().join("fleetd.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY,
+                     name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT;",
+            )
+            .unwrap();
+            for (i, sql) in SQLITE_BEFORE_COMPACT.iter().enumerate() {
+                conn.execute_batch(sql).unwrap();
+                conn.execute(
+                    "INSERT INTO schema_version VALUES (?1, 'old', '2026-12-01T00:00:00Z')",
+                    [i as i64 + 1],
+                )
+                .unwrap();
+            }
+            conn.execute_batch(ROWS_BEFORE_COMPACT).unwrap();
+        }
+        TestDb::Postgres(pg) => {
+            let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute(
+                    "CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY,
+                         name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+                )
+                .await
+                .unwrap();
+            for (i, sql) in POSTGRES_BEFORE_COMPACT.iter().enumerate() {
+                client.batch_execute(sql).await.unwrap();
+                client
+                    .execute(
+                        "INSERT INTO schema_migrations VALUES ($1, 'old', '2026-12-01T00:00:00Z')",
+                        &[&(i as i64 + 1)],
+                    )
+                    .await
+                    .unwrap();
+            }
+            client.batch_execute(ROWS_BEFORE_COMPACT).await.unwrap();
+        }
+    }
+    let store = db.open().await;
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+
+    let d1 = store.get_rollout_device("r-b", "d1").await.unwrap();
+    assert_eq!(d1.rollout_id, "r-b");
+    assert_eq!(d1.state, DeviceState::Succeeded);
+    assert_eq!((d1.attempt, d1.phase), (1, Some(0)));
+    assert_eq!(d1.assigned_at, Some(at("2026-12-04T20:00:00.123Z")));
+    assert_eq!(d1.deadline, Some(at("2026-12-04T21:00:00.123Z")));
+    assert_eq!(d1.delivered_at, Some(at("2026-12-04T20:00:01.500Z")));
+    assert_eq!(d1.updated_at, at("2026-12-04T20:05:00.000Z"));
+    assert_eq!(d1.previous_firmware_id.as_deref(), Some("fw-old"));
+
+    let d2 = store.get_rollout_device("r-b", "d2").await.unwrap();
+    assert_eq!((d2.state, d2.attempt), (DeviceState::InProgress, 2));
+    assert_eq!(d2.delivered_at, None);
+    assert_eq!(d2.updated_at, at("2026-12-04T20:30:00.999Z"));
+    assert_eq!(d2.reason.as_deref(), Some("attempt 1 timed out; retrying"));
+
+    let ids = |rows: Vec<fleetd::store::engine::RolloutDevice>| -> Vec<String> {
+        rows.into_iter().map(|d| d.device_id).collect()
+    };
+    let all = store
+        .list_rollout_devices("r-b", None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(all), ["d1", "d2", "d3"]);
+    let pending = store
+        .list_rollout_devices("r-b", Some(DeviceState::Pending), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(pending), ["d3"]);
+    let other = store.get_rollout_device("r-a", "d1").await.unwrap();
+    assert_eq!(
+        (other.rollout_id.as_str(), other.state),
+        ("r-a", DeviceState::Pending)
+    );
+    for id in ["r-a", "r-b"] {
+        let (stored, scanned) = store.recount_rollout(id).await.unwrap();
+        assert_eq!(stored, scanned, "{id}");
+    }
+    // Deleting a rollout still takes its device rows with it.
+    store
+        .delete_rollout(&Actor::admin(), "r-a", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get_rollout_device("r-a", "d1").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store.get_rollout_device("r-b", "d3").await.unwrap().state,
+        DeviceState::Pending
+    );
+}
+
 async fn the_database_is_migrated_and_persistent(db: TestDb) {
     let id = {
         let store = db.open().await;
@@ -280,7 +429,7 @@ async fn the_database_is_migrated_and_persistent(db: TestDb) {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         }
         TestDb::Postgres(pg) => {
             let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
@@ -297,7 +446,7 @@ async fn the_database_is_migrated_and_persistent(db: TestDb) {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            assert_eq!(versions, [1, 2, 3, 4]);
+            assert_eq!(versions, [1, 2, 3, 4, 5]);
         }
     }
 }
@@ -329,7 +478,7 @@ async fn postgres_replicas_starting_together_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
 
 #[tokio::test]
@@ -444,5 +593,6 @@ store_tests!(
     hierarchy_rules,
     lists_by_id_with_a_cursor,
     the_database_is_migrated_and_persistent,
+    rollout_device_rows_survive_the_compact_migration,
     moves_keep_the_whole_subtree_within_the_depth_limit,
 );

@@ -41,6 +41,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "rollout_device_index",
         sql: include_str!("migrations/0004_rollout_device_index.sql"),
     },
+    Migration {
+        version: 5,
+        name: "compact_rollout_devices",
+        sql: include_str!("migrations/0005_compact_rollout_devices.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -50,7 +50,7 @@ fn desired_firmware(conn: &Connection, device_id: &str) -> Result<Option<String>
     Ok(conn
         .prepare_cached(
             "SELECT f.release_version FROM rollout_devices rd
-               JOIN rollouts r ON r.id = rd.rollout_id
+               JOIN rollouts r ON r.seq = rd.rollout
                JOIN firmware f ON f.id = r.firmware_id
               WHERE rd.device_id = ?1 AND r.status = 'completed'
               ORDER BY r.updated_at DESC, r.id DESC LIMIT 1",

@@ -8,7 +8,7 @@
 //! transaction.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -171,7 +171,7 @@ impl EngineStore for Backend {
         let (rollout_id, device_id) = (rollout_id.to_owned(), device_id.to_owned());
         self.call_read(move |conn| {
             conn.prepare_cached(&format!(
-                "{DEVICE_SELECT} WHERE rollout_id = ?1 AND device_id = ?2"
+                "{DEVICE_SELECT} WHERE r.id = ?1 AND rd.device_id = ?2"
             ))?
             .query_row(params![rollout_id, device_id], device_from_row)
             .optional()?
@@ -190,13 +190,24 @@ impl EngineStore for Backend {
         let (rollout_id, after) = (rollout_id.to_owned(), after.map(str::to_owned));
         let limit = i64::from(limit.min(crate::store::MAX_PAGE_SIZE + 1));
         self.call_read(move |conn| {
-            // Separate statements so that each is an index range scan.
+            // Separate statements so that each is a range scan in device
+            // id order: of the pending index for pending devices (its
+            // condition must be spelled out for the index to apply), of
+            // the primary key otherwise.
             let after = after.unwrap_or_default();
             let rows = match state {
+                Some(DeviceState::Pending) => conn
+                    .prepare_cached(&format!(
+                        "{DEVICE_SELECT} WHERE r.id = ?1 AND rd.state = 'pending'
+                            AND rd.device_id > ?2
+                          ORDER BY rd.device_id LIMIT ?3"
+                    ))?
+                    .query_map(params![rollout_id, after, limit], device_from_row)?
+                    .collect::<db::Result<_>>()?,
                 Some(state) => conn
                     .prepare_cached(&format!(
-                        "{DEVICE_SELECT} WHERE rollout_id = ?1 AND state = ?2 AND device_id > ?3
-                          ORDER BY device_id LIMIT ?4"
+                        "{DEVICE_SELECT} WHERE r.id = ?1 AND rd.state = ?2 AND rd.device_id > ?3
+                          ORDER BY rd.device_id LIMIT ?4"
                     ))?
                     .query_map(
                         params![rollout_id, state.as_str(), after, limit],
@@ -205,8 +216,8 @@ impl EngineStore for Backend {
                     .collect::<db::Result<_>>()?,
                 None => conn
                     .prepare_cached(&format!(
-                        "{DEVICE_SELECT} WHERE rollout_id = ?1 AND device_id > ?2
-                          ORDER BY device_id LIMIT ?3"
+                        "{DEVICE_SELECT} WHERE r.id = ?1 AND rd.device_id > ?2
+                          ORDER BY rd.device_id LIMIT ?3"
                     ))?
                     .query_map(params![rollout_id, after, limit], device_from_row)?
                     .collect::<db::Result<_>>()?,
@@ -252,13 +263,14 @@ impl EngineStore for Backend {
     async fn recount_rollout(&self, rollout_id: &str) -> Result<(Counts, Counts), StoreError> {
         let rollout_id = rollout_id.to_owned();
         self.call_read(move |conn| {
-            let stored = progress_row(conn, &rollout_id)?.counts;
+            let row = progress_row(conn, &rollout_id)?;
+            let stored = row.counts;
             let mut scanned = Counts::default();
             let mut stmt = conn.prepare_cached(
                 "SELECT state, COUNT(*), SUM(CASE WHEN attempt > 0 THEN 1 ELSE 0 END) FROM rollout_devices
-                  WHERE rollout_id = ?1 GROUP BY state",
+                  WHERE rollout = ?1 GROUP BY state",
             )?;
-            let mut rows = stmt.query([&rollout_id])?;
+            let mut rows = stmt.query([row.seq])?;
             while let Some(r) = rows.next()? {
                 let state = parse_state(&r.get::<_, String>(0)?)?;
                 let n: u64 = r.get(1)?;
@@ -326,6 +338,10 @@ fn opt_time(s: Option<String>) -> db::Result<Option<DateTime<Utc>>> {
     s.as_deref().map(time::parse).transpose()
 }
 
+fn opt_millis(ms: Option<i64>) -> db::Result<Option<DateTime<Utc>>> {
+    ms.map(time::from_millis).transpose()
+}
+
 fn count(v: i64) -> u64 {
     v.max(0) as u64
 }
@@ -334,6 +350,8 @@ fn count(v: i64) -> u64 {
 
 /// The engine columns of a rollout row.
 struct ProgressRow {
+    /// The rollout's key in `rollout_devices`.
+    seq: i64,
     status: Status,
     counts: Counts,
     progress: Progress,
@@ -349,7 +367,7 @@ fn progress_row(conn: &Connection, id: &str) -> Result<ProgressRow, StoreError> 
                 count_failed, count_rolled_back, count_cancelled, count_assigned,
                 engine_started_at, engine_cleaned_at, current_phase, phase_completed_at,
                 rate_anchor_at, rate_anchor_assigned, baseline_succeeded, baseline_failed,
-                targets_refreshed_at, firmware_id, device_timeout, max_retries, version
+                targets_refreshed_at, firmware_id, device_timeout, max_retries, version, seq
            FROM rollouts WHERE id = ?1",
     )?
     .query_row([id], |r| {
@@ -393,6 +411,7 @@ fn progress_row(conn: &Connection, id: &str) -> Result<ProgressRow, StoreError> 
             device_timeout: r.get(19)?,
             max_retries: r.get(20)?,
             version: r.get(21)?,
+            seq: r.get(22)?,
         })
     })
     .optional()?
@@ -406,9 +425,9 @@ fn load(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<EngineRollout
     let (expired, expired_final): (i64, i64) = conn
         .prepare_cached(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempt > ?3 THEN 1 ELSE 0 END), 0) FROM rollout_devices
-              WHERE rollout_id = ?1 AND state = 'in_progress' AND deadline <= ?2",
+              WHERE rollout = ?1 AND state = 'in_progress' AND deadline <= ?2",
         )?
-        .query_row(params![id, time::to_text(now), row.max_retries], |r| {
+        .query_row(params![row.seq, time::to_millis(now), row.max_retries], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
     progress.expired = count(expired);
@@ -522,35 +541,36 @@ fn clean_up(
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let now_text = time::to_text(now);
+    let now_ms = time::to_millis(now);
     let reason = format!("rollout {status} before this device was updated");
     let mut delta = CountsDelta::default();
     let n = tx
         .prepare_cached(
             "UPDATE rollout_devices SET state = 'cancelled', reason = ?2, updated_at = ?3
-              WHERE rollout_id = ?1 AND state = 'pending'",
+              WHERE rollout = ?1 AND state = 'pending'",
         )?
-        .execute(params![id, reason, now_text])? as u64;
+        .execute(params![row.seq, reason, now_ms])? as u64;
     delta.moved(DeviceState::Pending, DeviceState::Cancelled, n);
     let m = tx
         .prepare_cached(
             "UPDATE rollout_devices SET state = 'cancelled', reason = ?2, updated_at = ?3
-              WHERE rollout_id = ?1 AND state = 'in_progress' AND delivered_at IS NULL",
+              WHERE rollout = ?1 AND state = 'in_progress' AND delivered_at IS NULL",
         )?
-        .execute(params![id, reason, now_text])? as u64;
+        .execute(params![row.seq, reason, now_ms])? as u64;
     delta.moved(DeviceState::InProgress, DeviceState::Cancelled, m);
     let mut rolled = 0;
     if status == Status::RolledBack {
-        let deadline = time::to_text(now + Duration::seconds(timeout_secs(row)));
+        let deadline = time::to_millis(now + Duration::seconds(timeout_secs(row)));
         rolled = tx
             .prepare_cached(
                 "UPDATE rollout_devices
                     SET state = 'rolled_back', rollback_state = 'pending',
                         reason = 'rollout rolled back: previous firmware reassigned',
                         assigned_at = ?2, deadline = ?3, updated_at = ?2
-                  WHERE rollout_id = ?1 AND state = 'succeeded'
+                  WHERE rollout = ?1 AND state = 'succeeded'
                     AND previous_firmware_id IS NOT NULL",
             )?
-            .execute(params![id, now_text, deadline])? as u64;
+            .execute(params![row.seq, now_ms, deadline])? as u64;
         delta.moved(DeviceState::Succeeded, DeviceState::RolledBack, rolled);
     }
     write_counts(tx, id, &delta, &now_text)?;
@@ -561,12 +581,18 @@ fn clean_up(
 
 // ------------------------------------------------------------------ targets
 
-/// Ids of the devices a rollout targets now: static and query members of
-/// its target groups and of their subgroups, whose hardware the firmware
-/// supports. Sorted.
-fn target_devices(conn: &Connection, rollout: &Rollout) -> Result<BTreeSet<String>, StoreError> {
+/// Adds the rollout's current targets that are not in it yet, as pending:
+/// static and query members of its target groups and of their subgroups,
+/// whose hardware the firmware supports.
+fn add_targets(
+    tx: &Connection,
+    rollout: &Rollout,
+    seq: i64,
+    now: DateTime<Utc>,
+    delta: &mut CountsDelta,
+) -> Result<u64, StoreError> {
     let ids_json = serde_json::to_string(&rollout.target_group_ids).map_err(StoreError::backend)?;
-    let groups: Vec<(String, Option<String>)> = conn
+    let groups: Vec<(String, Option<String>)> = tx
         .prepare_cached(&format!(
             "WITH RECURSIVE sub (id, depth) AS (
                  SELECT value, 0 FROM {}
@@ -579,28 +605,32 @@ fn target_devices(conn: &Connection, rollout: &Rollout) -> Result<BTreeSet<Strin
         ))?
         .query_map(params![ids_json, MAX_DEPTH], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<db::Result<_>>()?;
-    let hardware: String = conn
+    let hardware: String = tx
         .prepare_cached("SELECT hardware FROM firmware WHERE id = ?1")?
         .query_row([&rollout.firmware_id], |r| r.get(0))
         .optional()?
         .ok_or_else(|| not_found(ObjectKind::Firmware, &rollout.firmware_id))?;
     let group_ids: Vec<&str> = groups.iter().map(|(id, _)| id.as_str()).collect();
     let groups_json = serde_json::to_string(&group_ids).map_err(StoreError::backend)?;
+    let now = time::to_millis(now);
 
-    let mut out = BTreeSet::new();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT DISTINCT m.device_id FROM device_group_members m
-           JOIN devices d ON d.id = m.device_id
-          WHERE m.group_id IN (SELECT value FROM {})
-            AND d.hardware IN (SELECT value FROM {})",
-        db::json_text_elements("?1"),
-        db::json_text_elements("?2")
-    ))?;
-    let mut rows = stmt.query(params![groups_json, hardware])?;
-    while let Some(r) = rows.next()? {
-        out.insert(r.get(0)?);
-    }
+    // Static members: in one statement, in device id order (the table's
+    // key order, so rows are appended).
+    let mut added = tx
+        .prepare_cached(&format!(
+            "INSERT OR IGNORE INTO rollout_devices (rollout, device_id, state, attempt, updated_at)
+             SELECT DISTINCT ?1, m.device_id, 'pending', 0, ?4 FROM device_group_members m
+               JOIN devices d ON d.id = m.device_id
+              WHERE m.group_id IN (SELECT value FROM {})
+                AND d.hardware IN (SELECT value FROM {})
+              ORDER BY m.device_id",
+            db::json_text_elements("?2"),
+            db::json_text_elements("?3")
+        ))?
+        .execute(params![seq, groups_json, hardware, now])? as u64;
 
+    // Query members: each device's facts matched here, inserted in chunks
+    // (a bounded parameter).
     let queries: Vec<Query> = groups
         .iter()
         .filter_map(|(id, q)| membership::parse_stored_query(id, q.as_deref()))
@@ -608,35 +638,22 @@ fn target_devices(conn: &Connection, rollout: &Rollout) -> Result<BTreeSet<Strin
     if !queries.is_empty() {
         let supported: HashSet<String> =
             serde_json::from_str(&hardware).map_err(StoreError::backend)?;
-        membership::for_each_device(conn, |facts, _| {
+        let mut matched = BTreeSet::new();
+        membership::for_each_device(tx, |facts, _| {
             if supported.contains(&facts.hardware) && queries.iter().any(|q| q.matches(facts)) {
-                out.insert(facts.id.clone());
+                matched.insert(facts.id.clone());
             }
         })?;
-    }
-    Ok(out)
-}
-
-/// Adds the rollout's current targets that are not in it yet, as pending.
-fn add_targets(
-    tx: &Connection,
-    rollout: &Rollout,
-    now: &str,
-    delta: &mut CountsDelta,
-) -> Result<u64, StoreError> {
-    let targets = target_devices(tx, rollout)?;
-    // Set-based, in chunks: one statement per chunk rather than per
-    // device, and a bounded parameter.
-    let mut stmt = tx.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO rollout_devices (rollout_id, device_id, state, attempt, updated_at)
-         SELECT ?1, value, 'pending', 0, ?3 FROM {}",
-        db::json_text_elements("?2")
-    ))?;
-    let targets: Vec<String> = targets.into_iter().collect();
-    let mut added = 0;
-    for chunk in targets.chunks(TARGET_CHUNK) {
-        let ids = serde_json::to_string(chunk).map_err(StoreError::backend)?;
-        added += stmt.execute(params![rollout.id, ids, now])? as u64;
+        let mut stmt = tx.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO rollout_devices (rollout, device_id, state, attempt, updated_at)
+             SELECT ?1, value, 'pending', 0, ?3 FROM {}",
+            db::json_text_elements("?2")
+        ))?;
+        let matched: Vec<String> = matched.into_iter().collect();
+        for chunk in matched.chunks(TARGET_CHUNK) {
+            let ids = serde_json::to_string(chunk).map_err(StoreError::backend)?;
+            added += stmt.execute(params![seq, ids, now])? as u64;
+        }
     }
     delta.targets_added(added);
     Ok(added)
@@ -665,7 +682,7 @@ fn apply(
             Action::Wait { .. } => 0,
             Action::Start => {
                 let rollout = rollouts::get(tx, id)?;
-                let added = add_targets(tx, &rollout, &now_text, &mut delta)?;
+                let added = add_targets(tx, &rollout, row.seq, now, &mut delta)?;
                 write_counts(tx, id, &delta, &now_text)?;
                 delta = CountsDelta::default();
                 let counts = progress_row(tx, id)?.counts;
@@ -713,7 +730,7 @@ fn apply(
             Action::CleanUp => clean_up(tx, &row, id, row.status, now)?,
             Action::RefreshTargets => {
                 let rollout = rollouts::get(tx, id)?;
-                let added = add_targets(tx, &rollout, &now_text, &mut delta)?;
+                let added = add_targets(tx, &rollout, row.seq, now, &mut delta)?;
                 tx.prepare_cached("UPDATE rollouts SET targets_refreshed_at = ?2 WHERE id = ?1")?
                     .execute(params![id, now_text])?;
                 if added > 0 {
@@ -729,7 +746,7 @@ fn apply(
                 mode,
                 max_retries,
                 deadline,
-            } => expire(tx, id, *mode, *max_retries, *deadline, now, &mut delta)?,
+            } => expire(tx, row.seq, *mode, *max_retries, *deadline, now, &mut delta)?,
             Action::CompletePhase { phase } => {
                 tx.prepare_cached("UPDATE rollouts SET phase_completed_at = ?2 WHERE id = ?1")?
                     .execute(params![id, now_text])?;
@@ -774,7 +791,7 @@ fn apply(
                 count,
                 phase,
                 deadline,
-            } => assign(tx, id, &row, *count, *phase, *deadline, now, &mut delta)?,
+            } => assign(tx, &row, *count, *phase, *deadline, now, &mut delta)?,
         };
     write_counts(tx, id, &delta, &now_text)?;
     Ok(Applied::Done { devices })
@@ -784,12 +801,12 @@ fn apply(
 /// that were deleted are cancelled instead; devices busy with another
 /// rollout (in progress, or being rolled back) wait for a later tick.
 ///
-/// The batch is read once and written with two set-based statements
-/// (assign, cancel) rather than one statement per device.
-#[allow(clippy::too_many_arguments)]
+/// The batch is read once, with each device's previous firmware, and
+/// written set-based: one statement per distinct previous firmware (a
+/// fleet mostly runs one release, so one or two per batch) and one for
+/// the deleted devices, rather than one statement per device.
 fn assign(
     tx: &Connection,
-    id: &str,
     row: &ProgressRow,
     count: u64,
     phase: usize,
@@ -797,102 +814,110 @@ fn assign(
     now: DateTime<Utc>,
     delta: &mut CountsDelta,
 ) -> Result<u64, StoreError> {
-    let now_text = time::to_text(now);
-    let deadline = time::to_text(deadline);
     let product: String = tx
         .prepare_cached("SELECT product FROM firmware WHERE id = ?1")?
         .query_row([&row.firmware_id], |r| r.get(0))?;
     // The next `count` pending devices that were deleted or are not busy
-    // in another rollout.
-    let batch: Vec<String> = tx
+    // in another rollout; whether each still exists, and its previous
+    // firmware: the release of this product the device reports running,
+    // else the one it last updated to in another rollout.
+    let batch: Vec<(String, bool, Option<String>)> = tx
         .prepare_cached(concat!(
-            "SELECT rd.device_id FROM rollout_devices rd
-              WHERE rd.rollout_id = ?1 AND rd.state = 'pending'
-                AND (NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
-                     OR NOT EXISTS (
+            "SELECT rd.device_id, d.id IS NOT NULL,
+                    COALESCE(
+                        (SELECT f.id FROM firmware f
+                          WHERE f.product = ?3 AND f.release_version = d.firmware_version
+                            AND f.id <> ?4),
+                        (SELECT r.firmware_id FROM rollout_devices o
+                           JOIN rollouts r ON r.seq = o.rollout
+                           JOIN firmware f ON f.id = r.firmware_id
+                          WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
+                            AND o.state = 'succeeded' AND f.product = ?3 AND f.id <> ?4
+                          ORDER BY o.updated_at DESC LIMIT 1))
+               FROM rollout_devices rd LEFT JOIN devices d ON d.id = rd.device_id
+              WHERE rd.rollout = ?1 AND rd.state = 'pending'
+                AND (d.id IS NULL OR NOT EXISTS (
                     SELECT 1 FROM rollout_devices o
-                     WHERE o.device_id = rd.device_id AND o.rollout_id <> rd.rollout_id
+                     WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
                        AND ",
             holds_assignment!("o"),
             "))
               ORDER BY rd.device_id LIMIT ?2"
         ))?
-        .query_map(params![id, count as i64], |r| r.get(0))?
+        .query_map(
+            params![row.seq, count as i64, product, row.firmware_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
         .collect::<db::Result<_>>()?;
-    if batch.is_empty() {
-        return Ok(0);
+    let mut by_previous: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
+    let mut deleted = Vec::new();
+    for (device_id, exists, previous) in &batch {
+        if *exists {
+            by_previous
+                .entry(previous.as_deref())
+                .or_default()
+                .push(device_id);
+        } else {
+            deleted.push(device_id.as_str());
+        }
     }
-    let batch = serde_json::to_string(&batch).map_err(StoreError::backend)?;
-    // Those that exist are assigned. Their previous firmware: the release
-    // of this product the device reports running, else the one it last
-    // updated to in another rollout.
-    let assigned = tx
-        .prepare_cached(&format!(
-            "UPDATE rollout_devices
-                SET state = 'in_progress', attempt = 1, phase = ?3, assigned_at = ?4,
-                    deadline = ?5, delivered_at = NULL, reason = NULL, updated_at = ?4,
-                    previous_firmware_id = COALESCE(
-                        (SELECT f.id FROM devices d
-                           JOIN firmware f ON f.product = ?6
-                                          AND f.release_version = d.firmware_version
-                          WHERE d.id = rollout_devices.device_id AND f.id <> ?7),
-                        (SELECT r.firmware_id FROM rollout_devices o
-                           JOIN rollouts r ON r.id = o.rollout_id
-                           JOIN firmware f ON f.id = r.firmware_id
-                          WHERE o.device_id = rollout_devices.device_id AND o.rollout_id <> ?1
-                            AND o.state = 'succeeded' AND f.product = ?6 AND f.id <> ?7
-                          ORDER BY o.updated_at DESC LIMIT 1))
-              WHERE rollout_id = ?1 AND state = 'pending'
-                AND device_id IN (SELECT value FROM {})
-                AND EXISTS (SELECT 1 FROM devices d WHERE d.id = rollout_devices.device_id)",
-            db::json_text_elements("?2")
-        ))?
-        .execute(params![
-            id,
-            batch,
-            phase as i64,
-            now_text,
-            deadline,
-            product,
-            row.firmware_id
-        ])? as u64;
+    let now = time::to_millis(now);
+    let deadline = time::to_millis(deadline);
+    let mut assigned = 0;
+    for (previous, ids) in by_previous {
+        let ids = serde_json::to_string(&ids).map_err(StoreError::backend)?;
+        assigned += tx
+            .prepare_cached(&format!(
+                "UPDATE rollout_devices
+                    SET state = 'in_progress', attempt = 1, phase = ?3, assigned_at = ?4,
+                        deadline = ?5, delivered_at = NULL, reason = NULL, updated_at = ?4,
+                        previous_firmware_id = ?6
+                  WHERE rollout = ?1 AND state = 'pending'
+                    AND device_id IN (SELECT value FROM {})",
+                db::json_text_elements("?2")
+            ))?
+            .execute(params![row.seq, ids, phase as i64, now, deadline, previous])?
+            as u64;
+    }
     delta.moved(DeviceState::Pending, DeviceState::InProgress, assigned);
-    // The others were deleted.
-    let cancelled = tx
-        .prepare_cached(&format!(
-            "UPDATE rollout_devices
-                SET state = 'cancelled', reason = 'device deleted', updated_at = ?3
-              WHERE rollout_id = ?1 AND state = 'pending'
-                AND device_id IN (SELECT value FROM {})
-                AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = rollout_devices.device_id)",
-            db::json_text_elements("?2")
-        ))?
-        .execute(params![id, batch, now_text])? as u64;
-    delta.moved(DeviceState::Pending, DeviceState::Cancelled, cancelled);
+    let mut cancelled = 0;
+    if !deleted.is_empty() {
+        let ids = serde_json::to_string(&deleted).map_err(StoreError::backend)?;
+        cancelled = tx
+            .prepare_cached(&format!(
+                "UPDATE rollout_devices
+                    SET state = 'cancelled', reason = 'device deleted', updated_at = ?3
+                  WHERE rollout = ?1 AND state = 'pending'
+                    AND device_id IN (SELECT value FROM {})",
+                db::json_text_elements("?2")
+            ))?
+            .execute(params![row.seq, ids, now])? as u64;
+        delta.moved(DeviceState::Pending, DeviceState::Cancelled, cancelled);
+    }
     Ok(assigned + cancelled)
 }
 
 /// Times out in-progress devices past their deadline (one batch).
 fn expire(
     tx: &Connection,
-    id: &str,
+    seq: i64,
     mode: TimeoutMode,
     max_retries: u32,
     deadline: DateTime<Utc>,
     now: DateTime<Utc>,
     delta: &mut CountsDelta,
 ) -> Result<u64, StoreError> {
-    let now_text = time::to_text(now);
+    let now_ms = time::to_millis(now);
     let only_final = mode == TimeoutMode::FinalOnly;
     let expired: Vec<(String, u32)> = tx
         .prepare_cached(
             "SELECT device_id, attempt FROM rollout_devices
-              WHERE rollout_id = ?1 AND state = 'in_progress' AND deadline <= ?2
+              WHERE rollout = ?1 AND state = 'in_progress' AND deadline <= ?2
                 AND (NOT ?3 OR attempt > ?4)
               ORDER BY deadline LIMIT ?5",
         )?
         .query_map(
-            params![id, now_text, only_final, max_retries, EXPIRE_BATCH],
+            params![seq, now_ms, only_final, max_retries, EXPIRE_BATCH],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?
         .collect::<db::Result<_>>()?;
@@ -900,23 +925,23 @@ fn expire(
         "UPDATE rollout_devices
             SET attempt = ?3, assigned_at = ?4, deadline = ?5, delivered_at = NULL,
                 reason = ?6, updated_at = ?4
-          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'in_progress'",
+          WHERE rollout = ?1 AND device_id = ?2 AND state = 'in_progress'",
     )?;
     let mut fail = tx.prepare_cached(
         "UPDATE rollout_devices SET state = 'failed', reason = ?3, updated_at = ?4
-          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'in_progress'",
+          WHERE rollout = ?1 AND device_id = ?2 AND state = 'in_progress'",
     )?;
-    let deadline = time::to_text(deadline);
+    let deadline = time::to_millis(deadline);
     let mut changed = 0;
     for (device_id, attempt) in expired {
         match eng::on_timeout(attempt, max_retries, mode) {
             TimeoutOutcome::Retry { attempt: next } => {
                 let reason = format!("attempt {attempt} timed out; retrying");
                 changed +=
-                    retry.execute(params![id, device_id, next, now_text, deadline, reason])? as u64;
+                    retry.execute(params![seq, device_id, next, now_ms, deadline, reason])? as u64;
             }
             TimeoutOutcome::Fail { reason } => {
-                let n = fail.execute(params![id, device_id, reason, now_text])? as u64;
+                let n = fail.execute(params![seq, device_id, reason, now_ms])? as u64;
                 delta.moved(DeviceState::InProgress, DeviceState::Failed, n);
                 changed += n;
             }
@@ -942,9 +967,9 @@ fn record_result(
     let device: Option<(String, Option<String>, bool)> = tx
         .prepare_cached(
             "SELECT state, rollback_state, previous_firmware_id IS NOT NULL FROM rollout_devices
-              WHERE rollout_id = ?1 AND device_id = ?2",
+              WHERE rollout = ?1 AND device_id = ?2",
         )?
-        .query_row(params![rollout_id, device_id], |r| {
+        .query_row(params![row.seq, device_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
@@ -965,7 +990,7 @@ fn record_result(
     };
     let effect = eng::apply_result(&record, &outcome, row.status)
         .map_err(|e| conflict(format!("device {device_id} in rollout {rollout_id}: {e}")))?;
-    let at_text = time::to_text(at);
+    let at_ms = time::to_millis(at);
     match effect {
         ResultEffect::Unchanged => {}
         ResultEffect::Transition {
@@ -973,22 +998,22 @@ fn record_result(
             rollback,
             reason,
         } => {
-            let deadline = time::to_text(at + Duration::seconds(timeout_secs(row)));
+            let deadline = time::to_millis(at + Duration::seconds(timeout_secs(row)));
             let n = tx
                 .prepare_cached(
                     "UPDATE rollout_devices
                         SET state = ?3, rollback_state = ?4, reason = ?5, updated_at = ?6,
                             assigned_at = CASE WHEN ?4 IS NULL THEN assigned_at ELSE ?6 END,
                             deadline = CASE WHEN ?4 IS NULL THEN deadline ELSE ?7 END
-                      WHERE rollout_id = ?1 AND device_id = ?2 AND state = ?8",
+                      WHERE rollout = ?1 AND device_id = ?2 AND state = ?8",
                 )?
                 .execute(params![
-                    rollout_id,
+                    row.seq,
                     device_id,
                     state.as_str(),
                     rollback.map(RollbackState::as_str),
                     reason,
-                    at_text,
+                    at_ms,
                     deadline,
                     record.state.as_str()
                 ])? as u64;
@@ -998,14 +1023,14 @@ fn record_result(
             tx.prepare_cached(
                 "UPDATE rollout_devices
                     SET rollback_state = ?3, reason = COALESCE(?4, reason), updated_at = ?5
-                  WHERE rollout_id = ?1 AND device_id = ?2",
+                  WHERE rollout = ?1 AND device_id = ?2",
             )?
             .execute(params![
-                rollout_id,
+                row.seq,
                 device_id,
                 rollback.as_str(),
                 reason,
-                at_text
+                at_ms
             ])?;
         }
     }
@@ -1030,6 +1055,7 @@ fn current_assignment(
 ) -> Result<Option<Assignment>, StoreError> {
     struct Candidate {
         rollout_id: String,
+        seq: i64,
         rollback: Option<RollbackState>,
         attempt: u32,
         assigned_at: Option<DateTime<Utc>>,
@@ -1040,11 +1066,12 @@ fn current_assignment(
     }
     let candidates: Vec<Candidate> = conn
         .prepare_cached(&format!(
-            "SELECT rd.rollout_id, rd.rollback_state, rd.attempt, rd.assigned_at, rd.deadline,
-                    rd.delivered_at IS NOT NULL, rd.previous_firmware_id, r.firmware_id, r.status
-               FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
+            "SELECT r.id, rd.rollback_state, rd.attempt, rd.assigned_at, rd.deadline,
+                    rd.delivered_at IS NOT NULL, rd.previous_firmware_id, r.firmware_id, r.status,
+                    rd.rollout
+               FROM rollout_devices rd JOIN rollouts r ON r.seq = rd.rollout
               WHERE {ASSIGNMENT_ROWS}
-              ORDER BY rd.assigned_at, rd.rollout_id"
+              ORDER BY rd.assigned_at, r.id"
         ))?
         .query_map([device_id], |r| {
             let rollback = parse_rollback(r.get(1)?)?;
@@ -1053,6 +1080,7 @@ fn current_assignment(
             let status: String = r.get(8)?;
             Ok(Candidate {
                 rollout_id: r.get(0)?,
+                seq: r.get(9)?,
                 firmware_id: if rollback.is_some() {
                     previous
                 } else {
@@ -1060,8 +1088,8 @@ fn current_assignment(
                 },
                 rollback,
                 attempt: r.get(2)?,
-                assigned_at: opt_time(r.get(3)?)?,
-                deadline: opt_time(r.get(4)?)?,
+                assigned_at: opt_millis(r.get(3)?)?,
+                deadline: opt_millis(r.get(4)?)?,
                 delivered: r.get(5)?,
                 running: status == Status::Running.as_str(),
             })
@@ -1095,21 +1123,21 @@ fn current_assignment(
             continue;
         };
         if first_delivery {
-            let now_text = time::to_text(now);
+            let now_ms = time::to_millis(now);
             immediate(conn, |tx| {
                 if c.rollback.is_some() {
                     tx.prepare_cached(
                         "UPDATE rollout_devices SET rollback_state = 'delivered', updated_at = ?3
-                          WHERE rollout_id = ?1 AND device_id = ?2 AND rollback_state = 'pending'",
+                          WHERE rollout = ?1 AND device_id = ?2 AND rollback_state = 'pending'",
                     )?
-                    .execute(params![c.rollout_id, device_id, now_text])?;
+                    .execute(params![c.seq, device_id, now_ms])?;
                 } else {
                     tx.prepare_cached(
                         "UPDATE rollout_devices SET delivered_at = ?3, updated_at = ?3
-                          WHERE rollout_id = ?1 AND device_id = ?2 AND state = 'in_progress'
+                          WHERE rollout = ?1 AND device_id = ?2 AND state = 'in_progress'
                             AND delivered_at IS NULL",
                     )?
-                    .execute(params![c.rollout_id, device_id, now_text])?;
+                    .execute(params![c.seq, device_id, now_ms])?;
                 }
                 Ok(())
             })?;
@@ -1130,10 +1158,12 @@ fn current_assignment(
     Ok(None)
 }
 
-const DEVICE_SELECT: &str = "SELECT rollout_id, device_id, state, attempt, phase, assigned_at,
-                                    deadline, delivered_at, previous_firmware_id,
-                                    rollback_state, reason, updated_at
-                               FROM rollout_devices";
+/// A device row and its rollout's id (`rd` and `r` in conditions).
+const DEVICE_SELECT: &str = "SELECT r.id, rd.device_id, rd.state, rd.attempt, rd.phase,
+                                    rd.assigned_at, rd.deadline, rd.delivered_at,
+                                    rd.previous_firmware_id, rd.rollback_state, rd.reason,
+                                    rd.updated_at
+                               FROM rollout_devices rd JOIN rollouts r ON r.seq = rd.rollout";
 
 fn device_from_row(r: &Row<'_>) -> db::Result<RolloutDevice> {
     Ok(RolloutDevice {
@@ -1142,12 +1172,12 @@ fn device_from_row(r: &Row<'_>) -> db::Result<RolloutDevice> {
         state: parse_state(&r.get::<_, String>(2)?)?,
         attempt: r.get(3)?,
         phase: r.get(4)?,
-        assigned_at: opt_time(r.get(5)?)?,
-        deadline: opt_time(r.get(6)?)?,
-        delivered_at: opt_time(r.get(7)?)?,
+        assigned_at: opt_millis(r.get(5)?)?,
+        deadline: opt_millis(r.get(6)?)?,
+        delivered_at: opt_millis(r.get(7)?)?,
         previous_firmware_id: r.get(8)?,
         rollback: parse_rollback(r.get(9)?)?,
         reason: r.get(10)?,
-        updated_at: time::parse(&r.get::<_, String>(11)?)?,
+        updated_at: time::from_millis(r.get(11)?)?,
     })
 }

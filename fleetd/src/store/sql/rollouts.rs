@@ -65,8 +65,9 @@ pub(super) fn create(
         "INSERT INTO rollouts
              (id, name, firmware_id, target_group_ids, phases, rate, failure_threshold,
               device_timeout, max_retries, start_at, maintenance_window, continuous, state,
-              status, current_phase, count_targeted, created_at, updated_at, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, ?15, ?16, ?16, 1)",
+              status, current_phase, count_targeted, created_at, updated_at, version, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, ?15, ?16, ?16, 1,
+                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM rollouts))",
     )?
     .execute(params![
         id,

@@ -61,6 +61,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "rollout_device_index",
         sql: include_str!("migrations/0009_rollout_device_index.sql"),
     },
+    Migration {
+        version: 10,
+        name: "compact_rollout_devices",
+        sql: include_str!("migrations/0010_compact_rollout_devices.sql"),
+    },
 ];
 
 /// The schema version this build writes.
