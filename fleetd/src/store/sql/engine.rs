@@ -619,11 +619,12 @@ fn add_targets(
     let mut added = tx
         .prepare_cached(&format!(
             "INSERT OR IGNORE INTO rollout_devices (rollout, device_id, state, attempt, updated_at)
-             SELECT DISTINCT ?1, m.device_id, 'pending', 0, ?4 FROM device_group_members m
-               JOIN devices d ON d.id = m.device_id
-              WHERE m.group_id IN (SELECT value FROM {})
-                AND d.hardware IN (SELECT value FROM {})
-              ORDER BY m.device_id",
+             SELECT ?1, t.device_id, 'pending', 0, ?4
+               FROM (SELECT DISTINCT m.device_id FROM device_group_members m
+                       JOIN devices d ON d.id = m.device_id
+                      WHERE m.group_id IN (SELECT value FROM {})
+                        AND d.hardware IN (SELECT value FROM {})) t
+              ORDER BY t.device_id",
             db::json_text_elements("?2"),
             db::json_text_elements("?3")
         ))?
