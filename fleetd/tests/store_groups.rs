@@ -283,9 +283,11 @@ INSERT INTO rollouts (id, name, firmware_id, target_group_ids, failure_threshold
                       max_retries, continuous, state, status, count_targeted, count_pending,
                       count_in_progress, count_succeeded, count_assigned, created_at, updated_at,
                       version)
-VALUES ('r-b', 'b', 'fw', '[]', '{\"percent\": 10, \"min_devices\": 1, \"action\": \"pause\"}', '1h', 0, 0, 'running', 'running', 3, 1, 1, 1, 2,
+VALUES ('r-b', 'b', 'fw', '[]', '{\"percent\": 10, \"min_devices\": 1, \"action\": \"pause\"}',
+        '1h', 0, 0, 'running', 'running', 3, 1, 1, 1, 2,
         '2026-12-01T00:00:00.000Z', '2026-12-01T00:00:00.000Z', 1),
-       ('r-a', 'a', 'fw', '[]', '{\"percent\": 10, \"min_devices\": 1, \"action\": \"pause\"}', '1h', 0, 0, 'running', 'running', 1, 1, 0, 0, 0,
+       ('r-a', 'a', 'fw', '[]', '{\"percent\": 10, \"min_devices\": 1, \"action\": \"pause\"}',
+        '1h', 0, 0, 'running', 'running', 1, 1, 0, 0, 0,
         '2026-12-01T00:00:00.000Z', '2026-12-01T00:00:00.000Z', 1);
 INSERT INTO rollout_devices (rollout_id, device_id, state, attempt, phase, assigned_at, deadline,
                              delivered_at, previous_firmware_id, rollback_state, reason, updated_at)

@@ -614,17 +614,17 @@ fn add_targets(
     let groups_json = serde_json::to_string(&group_ids).map_err(StoreError::backend)?;
     let now = time::to_millis(now);
 
-    // Static members: in one statement, in device id order (the table's
-    // key order, so rows are appended).
+    // Static members, in one statement. A device in several of the groups
+    // comes once per group and the insert ignores the repeats: cheaper
+    // than sorting for DISTINCT. Each group's members come in device id
+    // order, the table's key order, so rows are mostly appended.
     let mut added = tx
         .prepare_cached(&format!(
             "INSERT OR IGNORE INTO rollout_devices (rollout, device_id, state, attempt, updated_at)
-             SELECT ?1, t.device_id, 'pending', 0, ?4
-               FROM (SELECT DISTINCT m.device_id FROM device_group_members m
-                       JOIN devices d ON d.id = m.device_id
-                      WHERE m.group_id IN (SELECT value FROM {})
-                        AND d.hardware IN (SELECT value FROM {})) t
-              ORDER BY t.device_id",
+             SELECT ?1, m.device_id, 'pending', 0, ?4 FROM device_group_members m
+               JOIN devices d ON d.id = m.device_id
+              WHERE m.group_id IN (SELECT value FROM {})
+                AND d.hardware IN (SELECT value FROM {})",
             db::json_text_elements("?2"),
             db::json_text_elements("?3")
         ))?

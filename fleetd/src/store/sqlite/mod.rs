@@ -84,8 +84,8 @@ impl SqliteStore {
         };
         configure(&conn)?;
         // The writer's page cache (SQLite's default is 2 MiB): every batch
-        // of a large rollout's transitions touches its rows and their state
-        // and deadline indexes (see BENCHMARKS.md). Pages are allocated
+        // of a large rollout's transitions touches its rows and their
+        // pending and deadline indexes (see BENCHMARKS.md). Pages are allocated
         // only as they are used.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         let version = migrations::migrate(&mut conn).context("migrating the database schema")?;
