@@ -614,18 +614,26 @@ async fn the_threshold_aborts_cancelling_what_was_not_delivered() {
     );
 }
 
-#[tokio::test]
-async fn the_threshold_rolls_back_to_the_previous_firmware() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = fleet(&dir, 20).await;
+/// The first three devices answered fail, the others succeed.
+fn first_three_crash(i: usize) -> UpdateOutcome {
+    if i < 3 {
+        failed("crash on boot")
+    } else {
+        UpdateOutcome::Succeeded
+    }
+}
+
+/// Every device of `f` on 1.0.0 through a first rollout, then a rollout
+/// of 2.0.0 in two halves that rolls back at 10% failures (5 results at
+/// least), its first half assigned an hour later: (its id, that time, the
+/// first half).
+async fn rollback_rollout(f: &Fleet) -> (String, DateTime<Utc>, Vec<String>) {
     let s = f.store.as_ref();
-    // Everyone is on 1.0.0 through an earlier rollout.
     let first = create(s, spec(&f.v1, &[&f.group], &[(100.0, "0s")])).await;
     tick(s, t0()).await;
     answer(s, &first, &f.devices, t0(), ok).await;
     tick(s, t0()).await;
     assert_eq!(seen(s, &first).await.0, "completed");
-
     let id = create(
         s,
         threshold(
@@ -639,19 +647,67 @@ async fn the_threshold_rolls_back_to_the_previous_firmware() {
     let now = t0() + Duration::hours(1);
     tick(s, now).await;
     let wave = in_state(s, &id, DeviceState::InProgress).await;
+    (id, now, wave)
+}
+
+/// Two reports of one device in one batch that both change its row: the
+/// second is decided against and written after the first (a success that
+/// arrives after the rollback, then the device's own revert).
+#[tokio::test]
+async fn two_changes_of_one_device_in_a_batch_apply_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, 20).await;
+    let s = f.store.as_ref();
+    let (id, now, wave) = rollback_rollout(&f).await;
+    // The last device of the wave fetched its update and is still busy
+    // when the others' failures roll the rollout back.
+    let late = wave[9].clone();
+    assert!(s.current_assignment(&late, now).await.unwrap().is_some());
+    answer(s, &id, &wave[..9], now, first_three_crash).await;
+    tick(s, now).await;
+    assert_eq!(
+        seen(s, &id).await,
+        st("rolled_back", [20, 0, 1, 0, 3, 6], 0)
+    );
+    let item = |outcome| ResultRecord {
+        device_id: late.clone(),
+        rollout_id: id.clone(),
+        outcome,
+        at: now,
+    };
+    let outcomes = s
+        .record_results(vec![
+            item(UpdateOutcome::Succeeded),
+            item(UpdateOutcome::RolledBack),
+        ])
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let row = s.get_rollout_device(&id, &late).await.unwrap();
+    assert_eq!(
+        (row.state, row.rollback),
+        (DeviceState::RolledBack, Some(RollbackState::Done))
+    );
+    assert_eq!(
+        seen(s, &id).await,
+        st("rolled_back", [20, 0, 0, 0, 3, 7], 0)
+    );
+    let (stored, scanned) = s.recount_rollout(&id).await.unwrap();
+    assert_eq!(stored, scanned);
+}
+
+#[tokio::test]
+async fn the_threshold_rolls_back_to_the_previous_firmware() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, 20).await;
+    let s = f.store.as_ref();
+    let (id, now, wave) = rollback_rollout(&f).await;
     let a = s.current_assignment(&wave[0], now).await.unwrap().unwrap();
     assert_eq!(
         (a.firmware_id.as_str(), a.firmware_version.as_str()),
         (f.v2.as_str(), "2.0.0")
     );
-    answer(s, &id, &wave, now, |i| {
-        if i < 3 {
-            failed("crash on boot")
-        } else {
-            UpdateOutcome::Succeeded
-        }
-    })
-    .await;
+    answer(s, &id, &wave, now, first_three_crash).await;
     tick(s, now).await;
     assert_eq!(
         seen(s, &id).await,

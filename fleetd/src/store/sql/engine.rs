@@ -78,12 +78,16 @@ impl EngineStore for Backend {
         outcome: UpdateOutcome,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (device_id, rollout_id) = (device_id.to_owned(), rollout_id.to_owned());
+        let result = ResultRecord {
+            device_id: device_id.to_owned(),
+            rollout_id: rollout_id.to_owned(),
+            outcome,
+            at,
+        };
         self.call(move |conn| {
             immediate(conn, |tx| {
-                let row = progress_row(tx, &rollout_id)?;
-                let delta = record_result(tx, &row, &device_id, &rollout_id, &outcome, at)?;
-                write_counts(tx, &rollout_id, &delta, &time::to_text(at))
+                let mut out = record_batch(tx, std::slice::from_ref(&result))?;
+                out.pop().unwrap_or(Ok(()))
             })
         })
         .await
@@ -93,49 +97,8 @@ impl EngineStore for Backend {
         &self,
         batch: Vec<ResultRecord>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        self.call(move |conn| {
-            immediate(conn, |tx| {
-                // Within the transaction a rollout's engine columns cannot
-                // change under us: read each rollout once, and sum its
-                // counter moves into one update at the end.
-                let mut rollouts: HashMap<String, (ProgressRow, CountsDelta, DateTime<Utc>)> =
-                    HashMap::new();
-                let mut out = Vec::with_capacity(batch.len());
-                for r in &batch {
-                    let (row, delta, last) = match rollouts.entry(r.rollout_id.clone()) {
-                        Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => match progress_row(tx, &r.rollout_id) {
-                            Ok(row) => e.insert((row, CountsDelta::default(), r.at)),
-                            Err(e @ StoreError::NotFound { .. }) => {
-                                out.push(Err(e));
-                                continue;
-                            }
-                            Err(e) => return Err(e),
-                        },
-                    };
-                    match record_result(tx, row, &r.device_id, &r.rollout_id, &r.outcome, r.at) {
-                        Ok(moved) => {
-                            delta.add(&moved);
-                            *last = (*last).max(r.at);
-                            out.push(Ok(()))
-                        }
-                        // Refused before anything was written: this item
-                        // alone fails.
-                        Err(e @ (StoreError::NotFound { .. } | StoreError::Conflict { .. })) => {
-                            out.push(Err(e))
-                        }
-                        // Anything else may have left this item half
-                        // written: the whole batch rolls back.
-                        Err(e) => return Err(e),
-                    }
-                }
-                for (id, (_, delta, last)) in &rollouts {
-                    write_counts(tx, id, delta, &time::to_text(*last))?;
-                }
-                Ok(out)
-            })
-        })
-        .await
+        self.call(move |conn| immediate(conn, |tx| record_batch(tx, &batch)))
+            .await
     }
 
     async fn engine_rollout_ids(&self) -> Result<Vec<String>, StoreError> {
@@ -954,88 +917,231 @@ fn expire(
 
 // ------------------------------------------------------------------ devices
 
-/// Applies one device's report under the rollout's engine columns `row`;
-/// returns the counter moves for the caller to write to the rollout row.
-fn record_result(
+/// Applies a batch of reports in one transaction, with an outcome per
+/// item (an unknown rollout or device, or a report the device's state
+/// refuses, fails that item alone; anything else fails the batch).
+///
+/// Within the transaction a rollout's engine columns and its devices'
+/// rows cannot change under us: each rollout is read once with the rows
+/// of all its devices in the batch (one statement), the domain decides
+/// every report against those rows as the batch leaves them, and the
+/// transitions are written set-based, one statement per group of
+/// identical changes (typically: every success reported in the same
+/// millisecond), with the counter moves summed into one update per
+/// rollout.
+fn record_batch(
     tx: &Transaction<'_>,
-    row: &ProgressRow,
-    device_id: &str,
-    rollout_id: &str,
-    outcome: &UpdateOutcome,
-    at: DateTime<Utc>,
-) -> Result<CountsDelta, StoreError> {
-    let mut delta = CountsDelta::default();
-    let device: Option<(String, Option<String>, bool)> = tx
-        .prepare_cached(
-            "SELECT state, rollback_state, previous_firmware_id IS NOT NULL FROM rollout_devices
-              WHERE rollout = ?1 AND device_id = ?2",
-        )?
-        .query_row(params![row.seq, device_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
-    let Some((state, rollback, has_previous)) = device else {
-        return Err(not_found(ObjectKind::Device, device_id));
-    };
-    let record = DeviceRecord {
-        state: parse_state(&state)?,
-        rollback: parse_rollback(rollback)?,
-        has_previous,
-    };
-    let outcome = match outcome {
-        UpdateOutcome::Succeeded => Outcome::Succeeded,
-        UpdateOutcome::Failed { reason } => Outcome::Failed {
-            reason: reason.clone(),
-        },
-        UpdateOutcome::RolledBack => Outcome::RolledBack,
-    };
-    let effect = eng::apply_result(&record, &outcome, row.status)
-        .map_err(|e| conflict(format!("device {device_id} in rollout {rollout_id}: {e}")))?;
-    let at_ms = time::to_millis(at);
-    match effect {
-        ResultEffect::Unchanged => {}
-        ResultEffect::Transition {
-            state,
-            rollback,
-            reason,
-        } => {
-            let deadline = time::to_millis(at + Duration::seconds(timeout_secs(row)));
+    batch: &[ResultRecord],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut rollouts: HashMap<&str, Batched> = HashMap::new();
+    let mut out = Vec::with_capacity(batch.len());
+    for r in batch {
+        let b = match rollouts.entry(r.rollout_id.as_str()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => match progress_row(tx, &r.rollout_id) {
+                Ok(row) => {
+                    let ids: Vec<&str> = batch
+                        .iter()
+                        .filter(|o| o.rollout_id == r.rollout_id)
+                        .map(|o| o.device_id.as_str())
+                        .collect();
+                    let records = device_records(tx, row.seq, &ids)?;
+                    e.insert(Batched {
+                        row,
+                        records,
+                        writes: BTreeMap::new(),
+                        written: HashSet::new(),
+                        delta: CountsDelta::default(),
+                        last: r.at,
+                    })
+                }
+                Err(e @ StoreError::NotFound { .. }) => {
+                    out.push(Err(e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        match b.apply(tx, r) {
+            Ok(()) => out.push(Ok(())),
+            // Refused before anything was written: this item alone fails.
+            Err(e @ (StoreError::NotFound { .. } | StoreError::Conflict { .. })) => {
+                out.push(Err(e))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for (id, b) in &mut rollouts {
+        b.flush(tx)?;
+        write_counts(tx, id, &b.delta, &time::to_text(b.last))?;
+    }
+    Ok(out)
+}
+
+/// A rollout's share of a batch of results.
+struct Batched {
+    row: ProgressRow,
+    /// Rows of the batch's devices, as the batch has left them so far.
+    records: HashMap<String, DeviceRecord>,
+    /// Transitions not written yet, grouped by everything but the device.
+    writes: BTreeMap<Transition, Vec<String>>,
+    /// Devices with a transition in `writes`.
+    written: HashSet<String>,
+    delta: CountsDelta,
+    last: DateTime<Utc>,
+}
+
+/// One device transition's values (see [`Batched::flush`]).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Transition {
+    from: &'static str,
+    to: &'static str,
+    rollback: Option<&'static str>,
+    reason: Option<String>,
+    at: i64,
+    deadline: i64,
+}
+
+impl Batched {
+    /// Decides one report; queues its transition or writes its rollback
+    /// progress.
+    fn apply(&mut self, tx: &Transaction<'_>, r: &ResultRecord) -> Result<(), StoreError> {
+        let device_id = r.device_id.as_str();
+        let Some(record) = self.records.get(device_id).cloned() else {
+            return Err(not_found(ObjectKind::Device, device_id));
+        };
+        let outcome = match &r.outcome {
+            UpdateOutcome::Succeeded => Outcome::Succeeded,
+            UpdateOutcome::Failed { reason } => Outcome::Failed {
+                reason: reason.clone(),
+            },
+            UpdateOutcome::RolledBack => Outcome::RolledBack,
+        };
+        let effect = eng::apply_result(&record, &outcome, self.row.status).map_err(|e| {
+            conflict(format!(
+                "device {device_id} in rollout {}: {e}",
+                r.rollout_id
+            ))
+        })?;
+        // A second report of a device in the batch is written after the
+        // first.
+        if !matches!(effect, ResultEffect::Unchanged) && self.written.contains(device_id) {
+            self.flush(tx)?;
+        }
+        self.last = self.last.max(r.at);
+        let at = time::to_millis(r.at);
+        let mut after = record.clone();
+        match effect {
+            ResultEffect::Unchanged => return Ok(()),
+            ResultEffect::Transition {
+                state,
+                rollback,
+                reason,
+            } => {
+                let deadline = time::to_millis(r.at + Duration::seconds(timeout_secs(&self.row)));
+                self.writes
+                    .entry(Transition {
+                        from: record.state.as_str(),
+                        to: state.as_str(),
+                        rollback: rollback.map(RollbackState::as_str),
+                        reason,
+                        at,
+                        deadline,
+                    })
+                    .or_default()
+                    .push(device_id.to_owned());
+                self.written.insert(device_id.to_owned());
+                self.delta.moved(record.state, state, 1);
+                // The statement sets both (`rollback_state` to NULL when none).
+                after.state = state;
+                after.rollback = rollback;
+            }
+            ResultEffect::Rollback { rollback, reason } => {
+                tx.prepare_cached(
+                    "UPDATE rollout_devices
+                        SET rollback_state = ?3, reason = COALESCE(?4, reason), updated_at = ?5
+                      WHERE rollout = ?1 AND device_id = ?2",
+                )?
+                .execute(params![
+                    self.row.seq,
+                    device_id,
+                    rollback.as_str(),
+                    reason,
+                    at
+                ])?;
+                after.rollback = Some(rollback);
+            }
+        }
+        self.records.insert(device_id.to_owned(), after);
+        Ok(())
+    }
+
+    /// Writes the queued transitions: one statement per group, guarded by
+    /// the state each device leaves.
+    fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        for (t, ids) in std::mem::take(&mut self.writes) {
+            let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
             let n = tx
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "UPDATE rollout_devices
                         SET state = ?3, rollback_state = ?4, reason = ?5, updated_at = ?6,
                             assigned_at = CASE WHEN ?4 IS NULL THEN assigned_at ELSE ?6 END,
                             deadline = CASE WHEN ?4 IS NULL THEN deadline ELSE ?7 END
-                      WHERE rollout = ?1 AND device_id = ?2 AND state = ?8",
-                )?
+                      WHERE rollout = ?1 AND state = ?8 AND device_id IN (SELECT value FROM {})",
+                    db::json_text_elements("?2")
+                ))?
                 .execute(params![
-                    row.seq,
-                    device_id,
-                    state.as_str(),
-                    rollback.map(RollbackState::as_str),
-                    reason,
-                    at_ms,
-                    deadline,
-                    record.state.as_str()
-                ])? as u64;
-            delta.moved(record.state, state, n);
+                    self.row.seq,
+                    json,
+                    t.to,
+                    t.rollback,
+                    t.reason,
+                    t.at,
+                    t.deadline,
+                    t.from
+                ])?;
+            // The rows were read in this transaction: every one moves.
+            if n != ids.len() {
+                return Err(StoreError::backend(anyhow::anyhow!(
+                    "{} of {} device rows of rollout {} moved from {} to {}",
+                    n,
+                    ids.len(),
+                    self.row.seq,
+                    t.from,
+                    t.to
+                )));
+            }
         }
-        ResultEffect::Rollback { rollback, reason } => {
-            tx.prepare_cached(
-                "UPDATE rollout_devices
-                    SET rollback_state = ?3, reason = COALESCE(?4, reason), updated_at = ?5
-                  WHERE rollout = ?1 AND device_id = ?2",
-            )?
-            .execute(params![
-                row.seq,
-                device_id,
-                rollback.as_str(),
-                reason,
-                at_ms
-            ])?;
-        }
+        self.written.clear();
+        Ok(())
     }
-    Ok(delta)
+}
+
+/// The rows of `device_ids` in the rollout keyed `seq`, as far as results
+/// are concerned (one statement; devices without a row are left out).
+fn device_records(
+    tx: &Connection,
+    seq: i64,
+    device_ids: &[&str],
+) -> Result<HashMap<String, DeviceRecord>, StoreError> {
+    let ids = serde_json::to_string(device_ids).map_err(StoreError::backend)?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT device_id, state, rollback_state, previous_firmware_id IS NOT NULL
+           FROM rollout_devices
+          WHERE rollout = ?1 AND device_id IN (SELECT value FROM {})",
+        db::json_text_elements("?2")
+    ))?;
+    let mut rows = stmt.query(params![seq, ids])?;
+    let mut out = HashMap::with_capacity(device_ids.len());
+    while let Some(r) = rows.next()? {
+        let record = DeviceRecord {
+            state: parse_state(&r.get::<_, String>(1)?)?,
+            rollback: parse_rollback(r.get(2)?)?,
+            has_previous: r.get(3)?,
+        };
+        out.insert(r.get(0)?, record);
+    }
+    Ok(out)
 }
 
 /// Whether [`current_assignment`] could return anything for the device:
