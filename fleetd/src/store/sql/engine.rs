@@ -33,7 +33,7 @@ use crate::store::{EngineStore, ObjectKind, Rollout, StoreError};
 const ENGINE_ACTOR: &str = "engine";
 /// Devices handled per [`Action::ExpireTimeouts`].
 const EXPIRE_BATCH: i64 = eng::DEFAULT_BATCH_SIZE as i64;
-/// Targets inserted per statement when a rollout starts.
+/// Query-group targets inserted per statement (static members go in one).
 const TARGET_CHUNK: usize = 10_000;
 /// Guard for recursive group walks (the hierarchy is at most 16 deep).
 const MAX_DEPTH: i64 = 10_000;
@@ -828,20 +828,19 @@ fn assign(
     let now = time::to_millis(now);
     let deadline = time::to_millis(deadline);
     let mut assigned = 0;
+    let mut stmt = tx.prepare_cached(&format!(
+        "UPDATE rollout_devices
+            SET state = 'in_progress', attempt = 1, phase = ?3, assigned_at = ?4,
+                deadline = ?5, delivered_at = NULL, reason = NULL, updated_at = ?4,
+                previous_firmware_id = ?6
+          WHERE rollout = ?1 AND state = 'pending'
+            AND device_id IN (SELECT value FROM {})",
+        db::json_text_elements("?2")
+    ))?;
     for (previous, ids) in by_previous {
         let ids = serde_json::to_string(&ids).map_err(StoreError::backend)?;
-        assigned += tx
-            .prepare_cached(&format!(
-                "UPDATE rollout_devices
-                    SET state = 'in_progress', attempt = 1, phase = ?3, assigned_at = ?4,
-                        deadline = ?5, delivered_at = NULL, reason = NULL, updated_at = ?4,
-                        previous_firmware_id = ?6
-                  WHERE rollout = ?1 AND state = 'pending'
-                    AND device_id IN (SELECT value FROM {})",
-                db::json_text_elements("?2")
-            ))?
-            .execute(params![row.seq, ids, phase as i64, now, deadline, previous])?
-            as u64;
+        assigned +=
+            stmt.execute(params![row.seq, ids, phase as i64, now, deadline, previous])? as u64;
     }
     delta.moved(DeviceState::Pending, DeviceState::InProgress, assigned);
     let mut cancelled = 0;
@@ -1079,27 +1078,29 @@ impl Batched {
     /// Writes the queued transitions: one statement per group, guarded by
     /// the state each device leaves.
     fn flush(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = tx.prepare_cached(&format!(
+            "UPDATE rollout_devices
+                SET state = ?3, rollback_state = ?4, reason = ?5, updated_at = ?6,
+                    assigned_at = CASE WHEN ?4 IS NULL THEN assigned_at ELSE ?6 END,
+                    deadline = CASE WHEN ?4 IS NULL THEN deadline ELSE ?7 END
+              WHERE rollout = ?1 AND state = ?8 AND device_id IN (SELECT value FROM {})",
+            db::json_text_elements("?2")
+        ))?;
         for (t, ids) in std::mem::take(&mut self.writes) {
             let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
-            let n = tx
-                .prepare_cached(&format!(
-                    "UPDATE rollout_devices
-                        SET state = ?3, rollback_state = ?4, reason = ?5, updated_at = ?6,
-                            assigned_at = CASE WHEN ?4 IS NULL THEN assigned_at ELSE ?6 END,
-                            deadline = CASE WHEN ?4 IS NULL THEN deadline ELSE ?7 END
-                      WHERE rollout = ?1 AND state = ?8 AND device_id IN (SELECT value FROM {})",
-                    db::json_text_elements("?2")
-                ))?
-                .execute(params![
-                    self.row.seq,
-                    json,
-                    t.to,
-                    t.rollback,
-                    t.reason,
-                    t.at,
-                    t.deadline,
-                    t.from
-                ])?;
+            let n = stmt.execute(params![
+                self.row.seq,
+                json,
+                t.to,
+                t.rollback,
+                t.reason,
+                t.at,
+                t.deadline,
+                t.from
+            ])?;
             // The rows were read in this transaction: every one moves.
             if n != ids.len() {
                 return Err(StoreError::backend(anyhow::anyhow!(
