@@ -1385,6 +1385,19 @@ async fn busy_devices_wait_and_deleted_devices_are_cancelled() {
     let report = tick(s, t0()).await;
     assert!(report.steps < 10, "{report:?}");
     assert_eq!(seen(s, &second).await, st("running", [4, 4, 0, 0, 0, 0], 0));
+    // The assignment has passed them: each waits, saying why.
+    let waiting = s
+        .list_rollout_devices(&second, Some(DeviceState::Pending), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 4);
+    for d in &waiting {
+        assert_eq!(
+            d.reason.as_deref(),
+            Some("waiting: another rollout is updating this device"),
+            "{d:?}"
+        );
+    }
     // Device 0 finishes the first rollout; device 3 is deleted.
     answer(s, &first, &f.devices[..1], t0(), ok).await;
     s.delete_device(&actor(), &f.devices[3], None)

@@ -8,7 +8,8 @@ use store_common::TestDb;
 
 use std::collections::BTreeMap;
 
-use fleetd::domain::rollout_engine::DeviceState;
+use fleetd::domain::rollout_engine::{Action, DeviceState};
+use fleetd::store::engine::Applied;
 use fleetd::store::{Actor, AuditAction, DeviceGroupSpec, ObjectKind, StoreError};
 
 fn spec(name: &str, parent: Option<&str>) -> DeviceGroupSpec {
@@ -389,6 +390,31 @@ async fn rollout_device_rows_survive_the_compact_migration(db: TestDb) {
         let (stored, scanned) = store.recount_rollout(id).await.unwrap();
         assert_eq!(stored, scanned, "{id}");
     }
+    // The pending row is in the engine's assignment queue (above the
+    // cursor the migration to the queue cursor starts empty): assigning
+    // reaches it, and cancels it, as its device does not exist here.
+    let now = chrono::Utc::now();
+    let current = store.engine_rollout("r-b", now).await.unwrap();
+    let assign = Action::Assign {
+        count: 10,
+        phase: 0,
+        deadline: now + chrono::Duration::hours(1),
+    };
+    assert_eq!(
+        store
+            .apply_engine_action("r-b", current.guard(), assign, now)
+            .await
+            .unwrap(),
+        Applied::Done { devices: 1 }
+    );
+    let d3 = store.get_rollout_device("r-b", "d3").await.unwrap();
+    assert_eq!(
+        (d3.state, d3.reason.as_deref()),
+        (DeviceState::Cancelled, Some("device deleted"))
+    );
+    let (stored, scanned) = store.recount_rollout("r-b").await.unwrap();
+    assert_eq!(stored, scanned);
+    assert_eq!(stored.pending, 0);
     // Deleting a rollout still takes its device rows with it.
     store
         .delete_rollout(&Actor::admin(), "r-a", None)
@@ -400,7 +426,7 @@ async fn rollout_device_rows_survive_the_compact_migration(db: TestDb) {
     ));
     assert_eq!(
         store.get_rollout_device("r-b", "d3").await.unwrap().state,
-        DeviceState::Pending
+        DeviceState::Cancelled
     );
 }
 
@@ -431,7 +457,7 @@ async fn the_database_is_migrated_and_persistent(db: TestDb) {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
         }
         TestDb::Postgres(pg) => {
             let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
@@ -448,7 +474,7 @@ async fn the_database_is_migrated_and_persistent(db: TestDb) {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
         }
     }
 }
@@ -480,7 +506,7 @@ async fn postgres_replicas_starting_together_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 5);
+    assert_eq!(n, 6);
 }
 
 #[tokio::test]

@@ -115,6 +115,14 @@ pub fn json_array_agg(expr: &str) -> String {
     format!("COALESCE(json_agg({expr})::text, '[]')")
 }
 
+/// A table reference's clause making the planner use `index`: nothing
+/// here, PostgreSQL's planner chooses from its statistics (SQLite needs
+/// `INDEXED BY`).
+pub fn indexed_by(index: &str) -> String {
+    let _ = index;
+    String::new()
+}
+
 /// The elements of the JSON array of strings bound to `param`, as a table
 /// with one text column `value`.
 pub fn json_text_elements(param: &str) -> String {

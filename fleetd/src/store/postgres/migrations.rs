@@ -46,6 +46,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "compact_rollout_devices",
         sql: include_str!("migrations/0005_compact_rollout_devices.sql"),
     },
+    Migration {
+        version: 6,
+        name: "assignment_cursor",
+        sql: include_str!("migrations/0006_assignment_cursor.sql"),
+    },
 ];
 
 /// The schema version this build writes.

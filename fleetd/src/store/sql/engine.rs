@@ -35,6 +35,12 @@ const ENGINE_ACTOR: &str = "engine";
 const EXPIRE_BATCH: i64 = eng::DEFAULT_BATCH_SIZE as i64;
 /// Query-group targets inserted per statement (static members go in one).
 const TARGET_CHUNK: usize = 10_000;
+/// Reason of a pending device targeted after the start (a continuous
+/// rollout's refresh): it waits in the waiting index, see [`assign`].
+const TARGETED_LATE: &str = "targeted after the start; waiting for assignment";
+/// Reason of a pending device the assignment passed over because another
+/// rollout was updating it; it waits in the waiting index.
+const WAITING_BUSY: &str = "waiting: another rollout is updating this device";
 /// Guard for recursive group walks (the hierarchy is at most 16 deep).
 const MAX_DEPTH: i64 = 10_000;
 
@@ -153,20 +159,10 @@ impl EngineStore for Backend {
         let (rollout_id, after) = (rollout_id.to_owned(), after.map(str::to_owned));
         let limit = i64::from(limit.min(crate::store::MAX_PAGE_SIZE + 1));
         self.call_read(move |conn| {
-            // Separate statements so that each is a range scan in device
-            // id order: of the pending index for pending devices (its
-            // condition must be spelled out for the index to apply), of
-            // the primary key otherwise.
+            // Separate statements so that each is a range scan of the
+            // primary key in device id order.
             let after = after.unwrap_or_default();
             let rows = match state {
-                Some(DeviceState::Pending) => conn
-                    .prepare_cached(&format!(
-                        "{DEVICE_SELECT} WHERE r.id = ?1 AND rd.state = 'pending'
-                            AND rd.device_id > ?2
-                          ORDER BY rd.device_id LIMIT ?3"
-                    ))?
-                    .query_map(params![rollout_id, after, limit], device_from_row)?
-                    .collect::<db::Result<_>>()?,
                 Some(state) => conn
                     .prepare_cached(&format!(
                         "{DEVICE_SELECT} WHERE r.id = ?1 AND rd.state = ?2 AND rd.device_id > ?3
@@ -547,11 +543,18 @@ fn clean_up(
 /// Adds the rollout's current targets that are not in it yet, as pending:
 /// static and query members of its target groups and of their subgroups,
 /// whose hardware the firmware supports.
+///
+/// At the start (`waiting` is `None`) the new rows are the assignment
+/// queue above the rollout's empty cursor. Later (a continuous rollout's
+/// refresh) the cursor may have passed their ids, so they carry the
+/// reason `waiting` and the assignment finds them through the waiting
+/// index (see [`assign`]).
 fn add_targets(
     tx: &Connection,
     rollout: &Rollout,
     seq: i64,
     now: DateTime<Utc>,
+    waiting: Option<&str>,
     delta: &mut CountsDelta,
 ) -> Result<u64, StoreError> {
     let ids_json = serde_json::to_string(&rollout.target_group_ids).map_err(StoreError::backend)?;
@@ -583,15 +586,16 @@ fn add_targets(
     // order, the table's key order, so rows are mostly appended.
     let mut added = tx
         .prepare_cached(&format!(
-            "INSERT OR IGNORE INTO rollout_devices (rollout, device_id, state, attempt, updated_at)
-             SELECT ?1, m.device_id, 'pending', 0, ?4 FROM device_group_members m
+            "INSERT OR IGNORE INTO rollout_devices
+                    (rollout, device_id, state, attempt, reason, updated_at)
+             SELECT ?1, m.device_id, 'pending', 0, ?5, ?4 FROM device_group_members m
                JOIN devices d ON d.id = m.device_id
               WHERE m.group_id IN (SELECT value FROM {})
                 AND d.hardware IN (SELECT value FROM {})",
             db::json_text_elements("?2"),
             db::json_text_elements("?3")
         ))?
-        .execute(params![seq, groups_json, hardware, now])? as u64;
+        .execute(params![seq, groups_json, hardware, now, waiting])? as u64;
 
     // Query members: each device's facts matched here, inserted in chunks
     // (a bounded parameter).
@@ -609,14 +613,15 @@ fn add_targets(
             }
         })?;
         let mut stmt = tx.prepare_cached(&format!(
-            "INSERT OR IGNORE INTO rollout_devices (rollout, device_id, state, attempt, updated_at)
-             SELECT ?1, value, 'pending', 0, ?3 FROM {}",
+            "INSERT OR IGNORE INTO rollout_devices
+                    (rollout, device_id, state, attempt, reason, updated_at)
+             SELECT ?1, value, 'pending', 0, ?4, ?3 FROM {}",
             db::json_text_elements("?2")
         ))?;
         let matched: Vec<String> = matched.into_iter().collect();
         for chunk in matched.chunks(TARGET_CHUNK) {
             let ids = serde_json::to_string(chunk).map_err(StoreError::backend)?;
-            added += stmt.execute(params![seq, ids, now])? as u64;
+            added += stmt.execute(params![seq, ids, now, waiting])? as u64;
         }
     }
     delta.targets_added(added);
@@ -646,7 +651,7 @@ fn apply(
             Action::Wait { .. } => 0,
             Action::Start => {
                 let rollout = rollouts::get(tx, id)?;
-                let added = add_targets(tx, &rollout, row.seq, now, &mut delta)?;
+                let added = add_targets(tx, &rollout, row.seq, now, None, &mut delta)?;
                 write_counts(tx, id, &delta, &now_text)?;
                 delta = CountsDelta::default();
                 let counts = progress_row(tx, id)?.counts;
@@ -694,7 +699,8 @@ fn apply(
             Action::CleanUp => clean_up(tx, &row, id, row.status, now)?,
             Action::RefreshTargets => {
                 let rollout = rollouts::get(tx, id)?;
-                let added = add_targets(tx, &rollout, row.seq, now, &mut delta)?;
+                let added =
+                    add_targets(tx, &rollout, row.seq, now, Some(TARGETED_LATE), &mut delta)?;
                 tx.prepare_cached("UPDATE rollouts SET targets_refreshed_at = ?2 WHERE id = ?1")?
                     .execute(params![id, now_text])?;
                 if added > 0 {
@@ -761,11 +767,19 @@ fn apply(
     Ok(Applied::Done { devices })
 }
 
-/// Assigns up to `count` pending devices, in device id order. Devices
-/// that were deleted are cancelled instead; devices busy with another
-/// rollout (in progress, or being rolled back) wait for a later tick.
+/// Assigns up to `count` pending devices. Devices that were deleted are
+/// cancelled instead; devices busy with another rollout (in progress, or
+/// being rolled back) wait for a later tick.
 ///
-/// The batch is read once, with each device's previous firmware, and
+/// The queue is read in two parts, each in device id order: first the
+/// waiting devices (passed over earlier, or targeted after the start;
+/// they carry a reason and have a partial index), then the rows above the
+/// rollout's `assign_cursor`, a range of the primary key. The cursor
+/// moves past every row the scan reads; a busy device it passes is given
+/// the waiting reason. So assigning a device writes its row alone: no
+/// queue index entry is deleted, and the start inserts none.
+///
+/// Each device is read once, with its previous firmware, and the batch is
 /// written set-based: one statement per distinct previous firmware (a
 /// fleet mostly runs one release, so one or two per batch) and one for
 /// the deleted devices, rather than one statement per device.
@@ -778,54 +792,60 @@ fn assign(
     now: DateTime<Utc>,
     delta: &mut CountsDelta,
 ) -> Result<u64, StoreError> {
-    let product: String = tx
-        .prepare_cached("SELECT product FROM firmware WHERE id = ?1")?
-        .query_row([&row.firmware_id], |r| r.get(0))?;
-    // The next `count` pending devices that were deleted or are not busy
-    // in another rollout; whether each still exists, and its previous
-    // firmware: the release of this product the device reports running,
-    // else the one it last updated to in another rollout.
-    let batch: Vec<(String, bool, Option<String>)> = tx
-        .prepare_cached(concat!(
-            "SELECT rd.device_id, d.id IS NOT NULL,
-                    COALESCE(
-                        (SELECT f.id FROM firmware f
-                          WHERE f.product = ?3 AND f.release_version = d.firmware_version
-                            AND f.id <> ?4),
-                        (SELECT r.firmware_id FROM rollout_devices o
-                           JOIN rollouts r ON r.seq = o.rollout
-                           JOIN firmware f ON f.id = r.firmware_id
-                          WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
-                            AND o.state = 'succeeded' AND f.product = ?3 AND f.id <> ?4
-                          ORDER BY o.updated_at DESC LIMIT 1))
-               FROM rollout_devices rd LEFT JOIN devices d ON d.id = rd.device_id
-              WHERE rd.rollout = ?1 AND rd.state = 'pending'
-                AND (d.id IS NULL OR NOT EXISTS (
-                    SELECT 1 FROM rollout_devices o
-                     WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
-                       AND ",
-            holds_assignment!("o"),
-            "))
-              ORDER BY rd.device_id LIMIT ?2"
-        ))?
-        .query_map(
-            params![row.seq, count as i64, product, row.firmware_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    let (product, cursor): (String, String) = tx
+        .prepare_cached(
+            "SELECT f.product, r.assign_cursor FROM rollouts r JOIN firmware f ON f.id = r.firmware_id
+              WHERE r.seq = ?1",
         )?
-        .collect::<db::Result<_>>()?;
+        .query_row([row.seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // Whether any other rollout could be updating a device: its counters
+    // say it has devices in progress or rolled back (a rollback may still
+    // be in flight). Usually none, and the per-device probe is skipped.
+    let others_busy: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM rollouts
+                             WHERE seq <> ?1 AND (count_in_progress > 0 OR count_rolled_back > 0))",
+        )?
+        .query_row([row.seq], |r| r.get(0))?;
+    let mut queue = Queue {
+        tx,
+        seq: row.seq,
+        others_busy,
+        product,
+        firmware_id: &row.firmware_id,
+        want: count as usize,
+        batch: Vec::new(),
+    };
+    queue.scan(Part::Waiting, "")?;
+    let (passed, end) = queue.scan(Part::AboveCursor, &cursor)?;
+    let batch = queue.batch;
+    let now = time::to_millis(now);
+    if !passed.is_empty() {
+        let ids = serde_json::to_string(&passed).map_err(StoreError::backend)?;
+        tx.prepare_cached(&format!(
+            "UPDATE rollout_devices SET reason = ?3, updated_at = ?4
+              WHERE rollout = ?1 AND state = 'pending' AND device_id IN (SELECT value FROM {})",
+            db::json_text_elements("?2")
+        ))?
+        .execute(params![row.seq, ids, WAITING_BUSY, now])?;
+    }
+    if end != cursor {
+        tx.prepare_cached("UPDATE rollouts SET assign_cursor = ?2 WHERE seq = ?1")?
+            .execute(params![row.seq, end])?;
+    }
+
     let mut by_previous: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
     let mut deleted = Vec::new();
-    for (device_id, exists, previous) in &batch {
-        if *exists {
+    for c in &batch {
+        if c.exists {
             by_previous
-                .entry(previous.as_deref())
+                .entry(c.previous.as_deref())
                 .or_default()
-                .push(device_id);
+                .push(&c.device_id);
         } else {
-            deleted.push(device_id.as_str());
+            deleted.push(c.device_id.as_str());
         }
     }
-    let now = time::to_millis(now);
     let deadline = time::to_millis(deadline);
     let mut assigned = 0;
     let mut stmt = tx.prepare_cached(&format!(
@@ -858,6 +878,114 @@ fn assign(
         delta.moved(DeviceState::Pending, DeviceState::Cancelled, cancelled);
     }
     Ok(assigned + cancelled)
+}
+
+/// A pending device the assignment may take (see [`Queue`]).
+struct Candidate {
+    device_id: String,
+    /// The device still exists (else its assignment is cancelled).
+    exists: bool,
+    /// What a rollback would reassign.
+    previous: Option<String>,
+}
+
+/// One assignment batch being gathered from the rollout's queue.
+struct Queue<'a> {
+    tx: &'a Connection,
+    seq: i64,
+    product: String,
+    firmware_id: &'a str,
+    /// Another rollout may hold assignments: probe every device.
+    others_busy: bool,
+    want: usize,
+    batch: Vec<Candidate>,
+}
+
+/// The two parts of a rollout's assignment queue.
+#[derive(Clone, Copy)]
+enum Part {
+    /// Pending devices that wait with a reason (the waiting index).
+    Waiting,
+    /// Pending devices above the cursor (a range of the primary key).
+    AboveCursor,
+}
+
+impl Queue<'_> {
+    /// Reads the rows of `part` after `after` in device id order until the
+    /// batch is full or the part is exhausted. Returns the busy devices
+    /// passed over and the last device id read (`after` if none).
+    fn scan(&mut self, part: Part, after: &str) -> Result<(Vec<String>, String), StoreError> {
+        let (index, condition) = match part {
+            Part::Waiting => (
+                db::indexed_by("rollout_devices_waiting"),
+                "rd.reason IS NOT NULL",
+            ),
+            Part::AboveCursor => (String::new(), "rd.reason IS NULL"),
+        };
+        // Each device: whether it still exists, whether another rollout is
+        // updating it, and its previous firmware: the release of this
+        // product the device reports running, else the one it last
+        // updated to in another rollout.
+        let tx = self.tx;
+        let mut stmt = tx.prepare_cached(&format!(
+            concat!(
+                "SELECT rd.device_id, d.id IS NOT NULL,
+                        CASE WHEN ?6 THEN d.id IS NOT NULL AND EXISTS (
+                            SELECT 1 FROM rollout_devices o
+                             WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
+                               AND ",
+                holds_assignment!("o"),
+                ") ELSE FALSE END,
+                        COALESCE(
+                            (SELECT f.id FROM firmware f
+                              WHERE f.product = ?4 AND f.release_version = d.firmware_version
+                                AND f.id <> ?5),
+                            (SELECT r.firmware_id FROM rollout_devices o
+                               JOIN rollouts r ON r.seq = o.rollout
+                               JOIN firmware f ON f.id = r.firmware_id
+                              WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
+                                AND o.state = 'succeeded' AND f.product = ?4 AND f.id <> ?5
+                              ORDER BY o.updated_at DESC LIMIT 1))
+                   FROM rollout_devices rd {} LEFT JOIN devices d ON d.id = rd.device_id
+                  WHERE rd.rollout = ?1 AND rd.state = 'pending' AND {}
+                    AND rd.device_id > ?2
+                  ORDER BY rd.device_id LIMIT ?3"
+            ),
+            index, condition
+        ))?;
+        let mut passed = Vec::new();
+        let mut last = after.to_owned();
+        while self.batch.len() < self.want {
+            let limit = (self.want - self.batch.len()) as i64;
+            let mut rows = stmt.query(params![
+                self.seq,
+                last,
+                limit,
+                self.product,
+                self.firmware_id,
+                self.others_busy
+            ])?;
+            let mut read = 0;
+            while let Some(r) = rows.next()? {
+                read += 1;
+                let device_id: String = r.get(0)?;
+                last.clone_from(&device_id);
+                if r.get(2)? {
+                    passed.push(device_id);
+                } else {
+                    self.batch.push(Candidate {
+                        device_id,
+                        exists: r.get(1)?,
+                        previous: r.get(3)?,
+                    });
+                }
+            }
+            if read < limit {
+                break;
+            }
+        }
+        Ok((passed, last))
+    }
 }
 
 /// Times out in-progress devices past their deadline (one batch).

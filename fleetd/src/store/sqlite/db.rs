@@ -28,6 +28,13 @@ pub(super) fn json_array_agg(expr: &str) -> String {
     format!("json_group_array({expr})")
 }
 
+/// A table reference's clause making the planner use `index` (SQLite's
+/// planner has no statistics to tell a small partial index from the
+/// primary key); nothing on PostgreSQL, whose planner has them.
+pub(super) fn indexed_by(index: &str) -> String {
+    format!("INDEXED BY {index}")
+}
+
 /// The elements of the JSON array of strings bound to `param`, as a table
 /// with one text column `value`.
 pub(super) fn json_text_elements(param: &str) -> String {

@@ -66,6 +66,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "compact_rollout_devices",
         sql: include_str!("migrations/0010_compact_rollout_devices.sql"),
     },
+    Migration {
+        version: 11,
+        name: "assignment_cursor",
+        sql: include_str!("migrations/0011_assignment_cursor.sql"),
+    },
 ];
 
 /// The schema version this build writes.
