@@ -1049,13 +1049,15 @@ fn expire(
 /// refuses, fails that item alone; anything else fails the batch).
 ///
 /// Within the transaction a rollout's engine columns and its devices'
-/// rows cannot change under us: each rollout is read once with the rows
-/// of all its devices in the batch (one statement), the domain decides
-/// every report against those rows as the batch leaves them, and the
-/// transitions are written set-based, one statement per group of
-/// identical changes (typically: every success reported in the same
-/// millisecond), with the counter moves summed into one update per
-/// rollout.
+/// rows cannot change under us. Each rollout is read once. Reports of a
+/// device made once in the batch are first written as the domain decides
+/// them for a device in progress (the common case: an update's first and
+/// only result), guarded by that state and without reading the rows (see
+/// [`write_expected`]). The remaining reports are decided against their
+/// rows, read in one statement, as the batch leaves them. Transitions are
+/// written set-based, one statement per group of identical changes
+/// (typically: every success reported in the same millisecond), with the
+/// counter moves summed into one update per rollout.
 fn record_batch(
     tx: &Transaction<'_>,
     batch: &[ResultRecord],
@@ -1067,18 +1069,25 @@ fn record_batch(
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => match progress_row(tx, &r.rollout_id) {
                 Ok(row) => {
-                    let ids: Vec<&str> = batch
+                    let mine: Vec<&ResultRecord> = batch
                         .iter()
                         .filter(|o| o.rollout_id == r.rollout_id)
-                        .map(|o| o.device_id.as_str())
                         .collect();
-                    let records = device_records(tx, row.seq, &ids)?;
+                    let mut delta = CountsDelta::default();
+                    let done = write_expected(tx, &row, &mine, &mut delta)?;
+                    let rest: Vec<&str> = mine
+                        .iter()
+                        .map(|o| o.device_id.as_str())
+                        .filter(|id| !done.contains(*id))
+                        .collect();
+                    let records = device_records(tx, row.seq, &rest)?;
                     e.insert(Batched {
                         row,
+                        done,
                         records,
                         writes: BTreeMap::new(),
                         written: HashSet::new(),
-                        delta: CountsDelta::default(),
+                        delta,
                         last: r.at,
                     })
                 }
@@ -1089,6 +1098,11 @@ fn record_batch(
                 Err(e) => return Err(e),
             },
         };
+        if b.done.contains(&r.device_id) {
+            b.last = b.last.max(r.at);
+            out.push(Ok(()));
+            continue;
+        }
         match b.apply(tx, r) {
             Ok(()) => out.push(Ok(())),
             // Refused before anything was written: this item alone fails.
@@ -1105,9 +1119,102 @@ fn record_batch(
     Ok(out)
 }
 
+/// Writes the reports of `reports` (one rollout's share of a batch) whose
+/// device reports once in the batch, as the domain decides them for a
+/// device in progress with no rollback (whatever its previous firmware),
+/// one statement per group of identical transitions, guarded by that
+/// state. Returns the devices written; the others (a device reporting
+/// twice, an outcome that depends on the row, a row in another state) are
+/// left for the read-and-decide path.
+fn write_expected(
+    tx: &Connection,
+    row: &ProgressRow,
+    reports: &[&ResultRecord],
+    delta: &mut CountsDelta,
+) -> Result<HashSet<String>, StoreError> {
+    let mut times: HashMap<&str, usize> = HashMap::with_capacity(reports.len());
+    for r in reports {
+        *times.entry(r.device_id.as_str()).or_default() += 1;
+    }
+    let mut groups: BTreeMap<Transition, (DeviceState, Vec<&str>)> = BTreeMap::new();
+    for r in reports {
+        if times[r.device_id.as_str()] > 1 {
+            continue;
+        }
+        let outcome = outcome_of(&r.outcome);
+        let as_if = |has_previous| {
+            let record = DeviceRecord {
+                state: DeviceState::InProgress,
+                rollback: None,
+                has_previous,
+            };
+            eng::apply_result(&record, &outcome, row.status).ok()
+        };
+        let effect = as_if(false);
+        if effect != as_if(true) {
+            continue;
+        }
+        if let Some(ResultEffect::Transition {
+            state,
+            rollback: None,
+            reason,
+        }) = effect
+        {
+            let transition = Transition {
+                from: DeviceState::InProgress.as_str(),
+                to: state.as_str(),
+                rollback: None,
+                reason,
+                at: time::to_millis(r.at),
+                deadline: 0,
+            };
+            groups
+                .entry(transition)
+                .or_insert_with(|| (state, Vec::new()))
+                .1
+                .push(&r.device_id);
+        }
+    }
+    let mut done = HashSet::new();
+    if groups.is_empty() {
+        return Ok(done);
+    }
+    let mut stmt = tx.prepare_cached(&format!(
+        "UPDATE rollout_devices
+            SET state = ?3, rollback_state = NULL, reason = ?4, updated_at = ?5
+          WHERE rollout = ?1 AND state = 'in_progress' AND rollback_state IS NULL
+            AND device_id IN (SELECT value FROM {})
+         RETURNING device_id",
+        db::json_text_elements("?2")
+    ))?;
+    for (t, (state, ids)) in groups {
+        let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
+        let mut rows = stmt.query(params![row.seq, json, t.to, t.reason, t.at])?;
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            done.insert(r.get(0)?);
+            n += 1;
+        }
+        delta.moved(DeviceState::InProgress, state, n);
+    }
+    Ok(done)
+}
+
+fn outcome_of(outcome: &UpdateOutcome) -> Outcome {
+    match outcome {
+        UpdateOutcome::Succeeded => Outcome::Succeeded,
+        UpdateOutcome::Failed { reason } => Outcome::Failed {
+            reason: reason.clone(),
+        },
+        UpdateOutcome::RolledBack => Outcome::RolledBack,
+    }
+}
+
 /// A rollout's share of a batch of results.
 struct Batched {
     row: ProgressRow,
+    /// Devices whose report [`write_expected`] wrote.
+    done: HashSet<String>,
     /// Rows of the batch's devices, as the batch has left them so far.
     records: HashMap<String, DeviceRecord>,
     /// Transitions not written yet, grouped by everything but the device.
@@ -1137,19 +1244,13 @@ impl Batched {
         let Some(record) = self.records.get(device_id).cloned() else {
             return Err(not_found(ObjectKind::Device, device_id));
         };
-        let outcome = match &r.outcome {
-            UpdateOutcome::Succeeded => Outcome::Succeeded,
-            UpdateOutcome::Failed { reason } => Outcome::Failed {
-                reason: reason.clone(),
-            },
-            UpdateOutcome::RolledBack => Outcome::RolledBack,
-        };
-        let effect = eng::apply_result(&record, &outcome, self.row.status).map_err(|e| {
-            conflict(format!(
-                "device {device_id} in rollout {}: {e}",
-                r.rollout_id
-            ))
-        })?;
+        let effect =
+            eng::apply_result(&record, &outcome_of(&r.outcome), self.row.status).map_err(|e| {
+                conflict(format!(
+                    "device {device_id} in rollout {}: {e}",
+                    r.rollout_id
+                ))
+            })?;
         // A second report of a device in the batch is written after the
         // first.
         if !matches!(effect, ResultEffect::Unchanged) && self.written.contains(device_id) {
