@@ -696,6 +696,53 @@ async fn two_changes_of_one_device_in_a_batch_apply_in_order() {
     assert_eq!(stored, scanned);
 }
 
+/// A success reported once in a batch by a device in progress is usually
+/// written without reading the row, but after a rollback what it does
+/// depends on the row (whether a previous firmware is known), so it is
+/// decided on the row: the device is rolled back, not counted succeeded.
+#[tokio::test]
+async fn a_success_after_a_rollback_is_decided_on_the_device_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, 20).await;
+    let s = f.store.as_ref();
+    let (id, now, wave) = rollback_rollout(&f).await;
+    // The last device of the wave fetched its update; the others' failures
+    // roll the rollout back while it is still in progress.
+    let late = wave[9].clone();
+    assert!(s.current_assignment(&late, now).await.unwrap().is_some());
+    answer(s, &id, &wave[..9], now, first_three_crash).await;
+    tick(s, now).await;
+    assert_eq!(
+        seen(s, &id).await,
+        st("rolled_back", [20, 0, 1, 0, 3, 6], 0)
+    );
+    let outcomes = s
+        .record_results(vec![ResultRecord {
+            device_id: late.clone(),
+            rollout_id: id.clone(),
+            outcome: UpdateOutcome::Succeeded,
+            at: now,
+        }])
+        .await
+        .unwrap();
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
+    let row = s.get_rollout_device(&id, &late).await.unwrap();
+    assert_eq!(
+        (row.state, row.rollback, row.reason.as_deref()),
+        (
+            DeviceState::RolledBack,
+            Some(RollbackState::Pending),
+            Some("updated after the rollout was rolled back; previous firmware reassigned")
+        )
+    );
+    assert_eq!(
+        seen(s, &id).await,
+        st("rolled_back", [20, 0, 0, 0, 3, 7], 0)
+    );
+    let (stored, scanned) = s.recount_rollout(&id).await.unwrap();
+    assert_eq!(stored, scanned);
+}
+
 #[tokio::test]
 async fn the_threshold_rolls_back_to_the_previous_firmware() {
     let dir = tempfile::tempdir().unwrap();
@@ -972,6 +1019,55 @@ async fn continuous_rollouts_pick_up_late_joiners() {
     answer(s, &id, &joiners, now, ok).await;
     tick(s, now + Duration::minutes(1)).await;
     assert_eq!(seen(s, &id).await, st("running", [5, 0, 0, 5, 0, 0], 0));
+}
+
+/// A device that joins a continuous rollout's groups after the assignment
+/// has passed its id (its id is lower than every assigned one) is still
+/// assigned: targets added after the start wait in the waiting index, not
+/// above the assignment cursor.
+#[tokio::test]
+async fn a_late_joiner_below_the_assignment_cursor_is_assigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, 3).await;
+    let s = f.store.as_ref();
+    let target = group(s, "target", None, None).await;
+    let join = |id: String| {
+        let target = target.clone();
+        async move {
+            let d = s.get_device(&id).await.unwrap();
+            let mut group_ids = d.group_ids.clone();
+            group_ids.push(target);
+            s.update_device(
+                &actor(),
+                &id,
+                d.version,
+                DeviceSpec {
+                    name: d.name,
+                    hardware: d.hardware,
+                    attributes: d.attributes,
+                    group_ids,
+                },
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let mut ids = f.devices.clone();
+    ids.sort();
+    for id in &ids[1..] {
+        join(id.clone()).await;
+    }
+    let mut sp = spec(&f.v2, &[&target], &[(100.0, "0s")]);
+    sp.continuous = true;
+    let id = create(s, sp).await;
+    tick(s, t0()).await;
+    assert_eq!(seen(s, &id).await, st("running", [2, 0, 2, 0, 0, 0], 0));
+    join(ids[0].clone()).await;
+    let now = t0() + Duration::seconds(30);
+    tick(s, now).await;
+    assert_eq!(seen(s, &id).await, st("running", [3, 0, 3, 0, 0, 0], 0));
+    let row = s.get_rollout_device(&id, &ids[0]).await.unwrap();
+    assert_eq!((row.state, row.reason), (DeviceState::InProgress, None));
 }
 
 // ------------------------------------------------------------------ results
