@@ -650,17 +650,12 @@ async fn rollback_rollout(f: &Fleet) -> (String, DateTime<Utc>, Vec<String>) {
     (id, now, wave)
 }
 
-/// Two reports of one device in one batch that both change its row: the
-/// second is decided against and written after the first (a success that
-/// arrives after the rollback, then the device's own revert).
-#[tokio::test]
-async fn two_changes_of_one_device_in_a_batch_apply_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = fleet(&dir, 20).await;
+/// [`rollback_rollout`] rolled back by the first three crashes of its
+/// first half while the half's last device, which fetched its update, is
+/// still in progress: (its id, the time, that device).
+async fn rolled_back_while_one_updates(f: &Fleet) -> (String, DateTime<Utc>, String) {
     let s = f.store.as_ref();
-    let (id, now, wave) = rollback_rollout(&f).await;
-    // The last device of the wave fetched its update and is still busy
-    // when the others' failures roll the rollout back.
+    let (id, now, wave) = rollback_rollout(f).await;
     let late = wave[9].clone();
     assert!(s.current_assignment(&late, now).await.unwrap().is_some());
     answer(s, &id, &wave[..9], now, first_three_crash).await;
@@ -669,6 +664,18 @@ async fn two_changes_of_one_device_in_a_batch_apply_in_order() {
         seen(s, &id).await,
         st("rolled_back", [20, 0, 1, 0, 3, 6], 0)
     );
+    (id, now, late)
+}
+
+/// Two reports of one device in one batch that both change its row: the
+/// second is decided against and written after the first (a success that
+/// arrives after the rollback, then the device's own revert).
+#[tokio::test]
+async fn two_changes_of_one_device_in_a_batch_apply_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, 20).await;
+    let s = f.store.as_ref();
+    let (id, now, late) = rolled_back_while_one_updates(&f).await;
     let item = |outcome| ResultRecord {
         device_id: late.clone(),
         rollout_id: id.clone(),
@@ -705,17 +712,7 @@ async fn a_success_after_a_rollback_is_decided_on_the_device_row() {
     let dir = tempfile::tempdir().unwrap();
     let f = fleet(&dir, 20).await;
     let s = f.store.as_ref();
-    let (id, now, wave) = rollback_rollout(&f).await;
-    // The last device of the wave fetched its update; the others' failures
-    // roll the rollout back while it is still in progress.
-    let late = wave[9].clone();
-    assert!(s.current_assignment(&late, now).await.unwrap().is_some());
-    answer(s, &id, &wave[..9], now, first_three_crash).await;
-    tick(s, now).await;
-    assert_eq!(
-        seen(s, &id).await,
-        st("rolled_back", [20, 0, 1, 0, 3, 6], 0)
-    );
+    let (id, now, late) = rolled_back_while_one_updates(&f).await;
     let outcomes = s
         .record_results(vec![ResultRecord {
             device_id: late.clone(),

@@ -118,8 +118,7 @@ pub fn json_array_agg(expr: &str) -> String {
 /// A table reference's clause making the planner use `index`: nothing
 /// here, PostgreSQL's planner chooses from its statistics (SQLite needs
 /// `INDEXED BY`).
-pub fn indexed_by(index: &str) -> String {
-    let _ = index;
+pub fn indexed_by(_index: &str) -> String {
     String::new()
 }
 
