@@ -869,6 +869,143 @@ async fn silent_devices_are_retried_then_failed() {
     assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
 }
 
+/// Runs `SELECT COUNT(*) …` on the store's database itself (SQLite file
+/// or PostgreSQL database of `dir`), to see what was written.
+async fn raw_count(dir: &tempfile::TempDir, sql: &str) -> i64 {
+    if common::pg::backend_is_postgres() {
+        let url = common::pg::database_for(dir.path()).await;
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0)
+    } else {
+        let conn = rusqlite::Connection::open(dir.path().join("fleetd.db")).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+/// An assignment batch is a wave: one `rollout_waves` row, no write to
+/// the devices' rows, which read as in progress with the wave's phase,
+/// time and deadline. A device's row is written when it fetches, reports
+/// (once, or twice in a batch) or times out, and then carries the same
+/// values; the wave goes when its deadline has passed.
+#[tokio::test]
+async fn an_assignment_wave_writes_device_rows_only_when_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, 6).await;
+    let s = f.store.as_ref();
+    let first = create(s, spec(&f.v1, &[&f.group], &[(100.0, "0s")])).await;
+    tick(s, t0()).await;
+    answer(s, &first, &f.devices, t0(), ok).await;
+    tick(s, t0()).await;
+    assert_eq!(seen(s, &first).await.0, "completed");
+    assert_eq!(
+        raw_count(&dir, "SELECT COUNT(*) FROM rollout_waves").await,
+        0
+    );
+
+    let mut sp = spec(&f.v2, &[&f.group], &[(100.0, "0s")]);
+    sp.device_timeout = "5m".into();
+    sp.max_retries = 1;
+    let id = create(s, sp).await;
+    let at = t0() + Duration::hours(1);
+    tick(s, at).await;
+    assert_eq!(seen(s, &id).await, st("running", [6, 0, 6, 0, 0, 0], 0));
+    let pending_rows = "SELECT COUNT(*) FROM rollout_devices
+                         WHERE state = 'pending' AND attempt = 0 AND assigned_at IS NULL";
+    assert_eq!(
+        raw_count(&dir, pending_rows).await,
+        6,
+        "no device row written"
+    );
+    assert_eq!(
+        raw_count(&dir, "SELECT COUNT(*) FROM rollout_waves").await,
+        1
+    );
+    assert_eq!(in_state(s, &id, DeviceState::InProgress).await.len(), 6);
+    let d = &f.devices;
+    let row = s.get_rollout_device(&id, &d[0]).await.unwrap();
+    let wave_values = |row: &fleetd::store::engine::RolloutDevice| {
+        (row.attempt, row.phase, row.assigned_at, row.deadline)
+    };
+    let expected = (1, Some(0), Some(at), Some(at + Duration::minutes(5)));
+    assert_eq!(row.state, DeviceState::InProgress);
+    assert_eq!(wave_values(&row), expected);
+    assert_eq!((row.delivered_at, row.updated_at), (None, at));
+
+    // Device 0 fetches: its row is written, delivered.
+    let fetched = at + Duration::minutes(1);
+    let a = s.current_assignment(&d[0], fetched).await.unwrap().unwrap();
+    assert_eq!(
+        (a.attempt, a.assigned_at, a.deadline, a.firmware_id.as_str()),
+        (1, at, at + Duration::minutes(5), f.v2.as_str())
+    );
+    let row = s.get_rollout_device(&id, &d[0]).await.unwrap();
+    assert_eq!(wave_values(&row), expected);
+    assert_eq!(row.delivered_at, Some(fetched));
+    assert_eq!(row.previous_firmware_id.as_deref(), Some(f.v1.as_str()));
+    assert_eq!(raw_count(&dir, pending_rows).await, 5);
+
+    // Device 1 reports without fetching; device 2 twice in one batch.
+    s.record_result(&d[1], &id, UpdateOutcome::Succeeded, fetched)
+        .await
+        .unwrap();
+    let row = s.get_rollout_device(&id, &d[1]).await.unwrap();
+    assert_eq!(row.state, DeviceState::Succeeded);
+    assert_eq!(wave_values(&row), expected);
+    assert_eq!(row.previous_firmware_id.as_deref(), Some(f.v1.as_str()));
+    let item = || ResultRecord {
+        device_id: d[2].clone(),
+        rollout_id: id.clone(),
+        outcome: failed("flash write error"),
+        at: fetched,
+    };
+    let outcomes = s.record_results(vec![item(), item()]).await.unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let row = s.get_rollout_device(&id, &d[2]).await.unwrap();
+    assert_eq!(
+        (row.state, row.reason.as_deref()),
+        (DeviceState::Failed, Some("flash write error"))
+    );
+    assert_eq!(wave_values(&row), expected);
+    assert_eq!(raw_count(&dir, pending_rows).await, 3);
+    tick(s, fetched).await;
+    assert_eq!(seen(s, &id).await, st("running", [6, 0, 4, 1, 1, 0], 0));
+
+    // The deadline passes: every silent device is retried, the wave goes.
+    let retry_at = at + Duration::minutes(5);
+    tick(s, retry_at).await;
+    assert_eq!(
+        raw_count(&dir, "SELECT COUNT(*) FROM rollout_waves").await,
+        0
+    );
+    assert_eq!(raw_count(&dir, pending_rows).await, 0);
+    for device in [&d[0], &d[3], &d[4], &d[5]] {
+        let row = s.get_rollout_device(&id, device).await.unwrap();
+        assert_eq!(
+            (row.state, row.attempt, row.deadline, row.reason.as_deref()),
+            (
+                DeviceState::InProgress,
+                2,
+                Some(retry_at + Duration::minutes(5)),
+                Some("attempt 1 timed out; retrying")
+            ),
+            "{device}"
+        );
+    }
+    answer(
+        s,
+        &id,
+        &[d[0].clone(), d[3].clone(), d[4].clone(), d[5].clone()],
+        retry_at,
+        ok,
+    )
+    .await;
+    tick(s, retry_at).await;
+    assert_eq!(seen(s, &id).await, st("completed", [6, 0, 0, 5, 1, 0], 0));
+}
+
 // ------------------------------------------------------------------ windows and schedules
 
 #[tokio::test]

@@ -457,7 +457,7 @@ async fn the_database_is_migrated_and_persistent(db: TestDb) {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
         }
         TestDb::Postgres(pg) => {
             let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
@@ -474,7 +474,7 @@ async fn the_database_is_migrated_and_persistent(db: TestDb) {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
         }
     }
 }
@@ -506,7 +506,7 @@ async fn postgres_replicas_starting_together_migrate_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 6);
+    assert_eq!(n, 7);
 }
 
 #[tokio::test]

@@ -51,6 +51,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "assignment_cursor",
         sql: include_str!("migrations/0006_assignment_cursor.sql"),
     },
+    Migration {
+        version: 7,
+        name: "assignment_waves",
+        sql: include_str!("migrations/0007_assignment_waves.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -33,6 +33,9 @@ use crate::store::{EngineStore, ObjectKind, Rollout, StoreError};
 const ENGINE_ACTOR: &str = "engine";
 /// Devices handled per [`Action::ExpireTimeouts`].
 const EXPIRE_BATCH: i64 = eng::DEFAULT_BATCH_SIZE as i64;
+/// Expired assignment waves read per [`Action::ExpireTimeouts`] (a wave
+/// whose devices all reported is only deleted).
+const EXPIRE_WAVES: i64 = 64;
 /// Query-group targets inserted per statement (static members go in one).
 const TARGET_CHUNK: usize = 10_000;
 /// Reason of a pending device targeted after the start (a continuous
@@ -44,10 +47,113 @@ const WAITING_BUSY: &str = "waiting: another rollout is updating this device";
 /// Guard for recursive group walks (the hierarchy is at most 16 deep).
 const MAX_DEPTH: i64 = 10_000;
 
+/// SQL condition: the `rollout_devices` row aliased `$a` is in progress
+/// in one of its rollout's assignment waves (see [`assign`]) and has not
+/// been written since: pending, without a reason, at or below the
+/// rollout's assignment cursor.
+macro_rules! in_wave {
+    ($a:literal) => {
+        concat!(
+            "(",
+            $a,
+            ".state = 'pending' AND ",
+            $a,
+            ".reason IS NULL AND ",
+            $a,
+            ".device_id <= (SELECT c.assign_cursor FROM rollouts c WHERE c.seq = ",
+            $a,
+            ".rollout))"
+        )
+    };
+}
+
+/// SQL expression: the effective state of the row `rd` of the rollout
+/// `r` (a wave device is in progress).
+macro_rules! effective_state {
+    () => {
+        "CASE WHEN rd.state = 'pending' AND rd.reason IS NULL
+                   AND rd.device_id <= r.assign_cursor THEN 'in_progress' ELSE rd.state END"
+    };
+}
+
+/// SQL expression: column `$field` of the row `rd` of the rollout `r`, or
+/// column `$wave` of its assignment wave while it is a wave device.
+macro_rules! wave_or_row {
+    ($field:literal) => {
+        wave_or_row!($field, $field)
+    };
+    ($wave:literal, $field:literal) => {
+        concat!(
+            "CASE WHEN rd.state = 'pending' AND rd.reason IS NULL
+                   AND rd.device_id <= r.assign_cursor
+                  THEN (SELECT w.",
+            $wave,
+            " FROM rollout_waves w
+                         WHERE w.rollout = rd.rollout AND w.last_device >= rd.device_id
+                         ORDER BY w.last_device LIMIT 1)
+                  ELSE rd.",
+            $field,
+            " END"
+        )
+    };
+}
+
+/// SQL expression: what a rollback of the device `$device` would
+/// reassign in the rollout keyed `$seq` of the firmware `$firmware`: the
+/// release of the same product the device reports running, else the one
+/// it last updated to in another rollout; NULL when neither is known.
+macro_rules! previous_firmware {
+    ($seq:literal, $firmware:literal, $device:literal) => {
+        concat!(
+            "COALESCE(
+                (SELECT f.id FROM devices d
+                   JOIN firmware f ON f.release_version = d.firmware_version
+                  WHERE d.id = ",
+            $device,
+            " AND f.product = (SELECT t.product FROM firmware t WHERE t.id = ",
+            $firmware,
+            ") AND f.id <> ",
+            $firmware,
+            "),
+                (SELECT r.firmware_id FROM rollout_devices o
+                   JOIN rollouts r ON r.seq = o.rollout
+                   JOIN firmware f ON f.id = r.firmware_id
+                  WHERE o.device_id = ",
+            $device,
+            " AND o.rollout <> ",
+            $seq,
+            " AND o.state = 'succeeded'
+                    AND f.product = (SELECT t.product FROM firmware t WHERE t.id = ",
+            $firmware,
+            ") AND f.id <> ",
+            $firmware,
+            " ORDER BY o.updated_at DESC LIMIT 1))"
+        )
+    };
+}
+
+/// SQL condition on `rollout_devices` (not aliased): a wave device of
+/// the rollout keyed `?1` (see [`in_wave!`]).
+const WAVE_ROW: &str = "rollout = ?1 AND state = 'pending' AND reason IS NULL
+     AND device_id <= (SELECT c.assign_cursor FROM rollouts c WHERE c.seq = ?1)";
+
+/// SQL assignments that write a wave device of the rollout keyed `?1`
+/// (firmware `?2`) as the assigned row it stands for: its wave's phase,
+/// assignment time and deadline, and its previous firmware, read now.
+const WAVE_SET: &str = concat!(
+    "attempt = 1, delivered_at = NULL,
+     (phase, assigned_at, deadline) = (
+         SELECT w.phase, w.assigned_at, w.deadline FROM rollout_waves w
+          WHERE w.rollout = ?1 AND w.last_device >= rollout_devices.device_id
+          ORDER BY w.last_device LIMIT 1),
+     previous_firmware_id = ",
+    previous_firmware!("?1", "?2", "rollout_devices.device_id")
+);
+
 /// SQL condition: the `rollout_devices` row aliased `$a` holds an
 /// assignment for its device, i.e. may hand it something: a first
-/// delivery or retry in flight, or a rollback not yet reported. A device
-/// holding one is busy for every other rollout.
+/// delivery or retry in flight (written, or in a wave), or a rollback not
+/// yet reported. A device holding one is busy for every other rollout.
 macro_rules! holds_assignment {
     ($a:literal) => {
         concat!(
@@ -57,7 +163,9 @@ macro_rules! holds_assignment {
             $a,
             ".state = 'rolled_back' AND ",
             $a,
-            ".rollback_state IN ('pending', 'delivered')))"
+            ".rollback_state IN ('pending', 'delivered')) OR ",
+            in_wave!($a),
+            ")"
         )
     };
 }
@@ -165,8 +273,9 @@ impl EngineStore for Backend {
             let rows = match state {
                 Some(state) => conn
                     .prepare_cached(&format!(
-                        "{DEVICE_SELECT} WHERE r.id = ?1 AND rd.state = ?2 AND rd.device_id > ?3
-                          ORDER BY rd.device_id LIMIT ?4"
+                        "{DEVICE_SELECT} WHERE r.id = ?1 AND {} = ?2 AND rd.device_id > ?3
+                          ORDER BY rd.device_id LIMIT ?4",
+                        effective_state!()
                     ))?
                     .query_map(
                         params![rollout_id, state.as_str(), after, limit],
@@ -225,10 +334,16 @@ impl EngineStore for Backend {
             let row = progress_row(conn, &rollout_id)?;
             let stored = row.counts;
             let mut scanned = Counts::default();
-            let mut stmt = conn.prepare_cached(
-                "SELECT state, COUNT(*), SUM(CASE WHEN attempt > 0 THEN 1 ELSE 0 END) FROM rollout_devices
-                  WHERE rollout = ?1 GROUP BY state",
-            )?;
+            // A wave device counts as in progress and assigned.
+            let mut stmt = conn.prepare_cached(concat!(
+                "SELECT CASE WHEN ",
+                in_wave!("rd"),
+                " THEN 'in_progress' ELSE rd.state END AS s, COUNT(*),
+                        SUM(CASE WHEN rd.attempt > 0 OR ",
+                in_wave!("rd"),
+                " THEN 1 ELSE 0 END)
+                   FROM rollout_devices rd WHERE rd.rollout = ?1 GROUP BY s"
+            ))?;
             let mut rows = stmt.query([row.seq])?;
             while let Some(r) = rows.next()? {
                 let state = parse_state(&r.get::<_, String>(0)?)?;
@@ -389,8 +504,13 @@ fn load(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<EngineRollout
         .query_row(params![row.seq, time::to_millis(now), row.max_retries], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
-    progress.expired = count(expired);
-    progress.expired_final = count(expired_final);
+    // A wave past its deadline counts as one expired device until
+    // [`expire`] writes its devices (it may have none left).
+    let waves: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM rollout_waves WHERE rollout = ?1 AND deadline <= ?2")?
+        .query_row(params![row.seq, time::to_millis(now)], |r| r.get(0))?;
+    progress.expired = count(expired + waves);
+    progress.expired_final = count(expired_final + if row.max_retries == 0 { waves } else { 0 });
     Ok(EngineRollout { rollout, progress })
 }
 
@@ -503,6 +623,17 @@ fn clean_up(
     let now_ms = time::to_millis(now);
     let reason = format!("rollout {status} before this device was updated");
     let mut delta = CountsDelta::default();
+    // Wave devices first: they are in progress, and nobody fetched them.
+    let w = tx
+        .prepare_cached(&format!(
+            "UPDATE rollout_devices SET state = 'cancelled', reason = ?3, updated_at = ?4,
+                    {WAVE_SET}
+              WHERE {WAVE_ROW}"
+        ))?
+        .execute(params![row.seq, row.firmware_id, reason, now_ms])? as u64;
+    delta.moved(DeviceState::InProgress, DeviceState::Cancelled, w);
+    tx.prepare_cached("DELETE FROM rollout_waves WHERE rollout = ?1")?
+        .execute([row.seq])?;
     let n = tx
         .prepare_cached(
             "UPDATE rollout_devices SET state = 'cancelled', reason = ?2, updated_at = ?3
@@ -535,7 +666,7 @@ fn clean_up(
     write_counts(tx, id, &delta, &now_text)?;
     tx.prepare_cached("UPDATE rollouts SET engine_cleaned_at = ?2 WHERE id = ?1")?
         .execute(params![id, now_text])?;
-    Ok(n + m + rolled)
+    Ok(w + n + m + rolled)
 }
 
 // ------------------------------------------------------------------ targets
@@ -716,7 +847,7 @@ fn apply(
                 mode,
                 max_retries,
                 deadline,
-            } => expire(tx, row.seq, *mode, *max_retries, *deadline, now, &mut delta)?,
+            } => expire(tx, &row, *mode, *max_retries, *deadline, now, &mut delta)?,
             Action::CompletePhase { phase } => {
                 tx.prepare_cached("UPDATE rollouts SET phase_completed_at = ?2 WHERE id = ?1")?
                     .execute(params![id, now_text])?;
@@ -776,13 +907,22 @@ fn apply(
 /// they carry a reason and have a partial index), then the rows above the
 /// rollout's `assign_cursor`, a range of the primary key. The cursor
 /// moves past every row the scan reads; a busy device it passes is given
-/// the waiting reason. So assigning a device writes its row alone: no
-/// queue index entry is deleted, and the start inserts none.
+/// the waiting reason. No queue index entry is deleted, and the start
+/// inserts none.
 ///
-/// Each device is read once, with its previous firmware, and the batch is
-/// written set-based: one statement per distinct previous firmware (a
-/// fleet mostly runs one release, so one or two per batch) and one for
-/// the deleted devices, rather than one statement per device.
+/// When no other rollout holds assignments (its counters say so), the
+/// devices above the cursor become a *wave*: one `rollout_waves` row
+/// (the id range, phase, assignment time and deadline) and no write to
+/// the devices' rows, which stand for in-progress rows by their position
+/// below the cursor ([`in_wave!`]). A wave device's row is written when
+/// it is first fetched, reports, times out or the rollout ends
+/// ([`MATERIALIZE_SET`]); its previous firmware is read then.
+///
+/// The waiting devices, and every device while another rollout holds
+/// assignments, are read once with their previous firmware and written
+/// set-based: one statement per distinct previous firmware (a fleet
+/// mostly runs one release, so one or two per batch) and one for the
+/// deleted devices, rather than one statement per device.
 fn assign(
     tx: &Connection,
     row: &ProgressRow,
@@ -817,8 +957,16 @@ fn assign(
         batch: Vec::new(),
     };
     queue.scan(Part::Waiting, "")?;
+    let waiting = queue.batch.len();
     let (passed, end) = queue.scan(Part::AboveCursor, &cursor)?;
-    let batch = queue.batch;
+    let mut batch = queue.batch;
+    // Without another rollout in the way, the devices above the cursor
+    // form a wave: no row of theirs is written.
+    let wave = if others_busy {
+        Vec::new()
+    } else {
+        batch.split_off(waiting)
+    };
     let now = time::to_millis(now);
     if !passed.is_empty() {
         let ids = serde_json::to_string(&passed).map_err(StoreError::backend)?;
@@ -846,6 +994,11 @@ fn assign(
             deleted.push(c.device_id.as_str());
         }
     }
+    deleted.extend(
+        wave.iter()
+            .filter(|c| !c.exists)
+            .map(|c| c.device_id.as_str()),
+    );
     let deadline = time::to_millis(deadline);
     let mut assigned = 0;
     let mut stmt = tx.prepare_cached(&format!(
@@ -861,6 +1014,16 @@ fn assign(
         let ids = serde_json::to_string(&ids).map_err(StoreError::backend)?;
         assigned +=
             stmt.execute(params![row.seq, ids, phase as i64, now, deadline, previous])? as u64;
+    }
+    let members = wave.iter().filter(|c| c.exists).count() as u64;
+    if members > 0 {
+        tx.prepare_cached(
+            "INSERT INTO rollout_waves
+                    (rollout, last_device, after_device, phase, assigned_at, deadline)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![row.seq, end, cursor, phase as i64, now, deadline])?;
+        assigned += members;
     }
     delta.moved(DeviceState::Pending, DeviceState::InProgress, assigned);
     let mut cancelled = 0;
@@ -927,15 +1090,25 @@ impl Queue<'_> {
         // product the device reports running, else the one it last
         // updated to in another rollout.
         let tx = self.tx;
-        let mut stmt = tx.prepare_cached(&format!(
-            concat!(
-                "SELECT rd.device_id, d.id IS NOT NULL,
+        let wave = matches!(part, Part::AboveCursor) && !self.others_busy;
+        let sql = if wave {
+            // A wave: whether each device still exists, nothing more.
+            "SELECT rd.device_id, EXISTS (SELECT 1 FROM devices d WHERE d.id = rd.device_id)
+               FROM rollout_devices rd
+              WHERE rd.rollout = ?1 AND rd.state = 'pending' AND rd.reason IS NULL
+                AND rd.device_id > ?2
+              ORDER BY rd.device_id LIMIT ?3"
+                .to_owned()
+        } else {
+            format!(
+                concat!(
+                    "SELECT rd.device_id, d.id IS NOT NULL,
                         CASE WHEN ?6 THEN d.id IS NOT NULL AND EXISTS (
                             SELECT 1 FROM rollout_devices o
                              WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
                                AND ",
-                holds_assignment!("o"),
-                ") ELSE FALSE END,
+                    holds_assignment!("o"),
+                    ") ELSE FALSE END,
                         COALESCE(
                             (SELECT f.id FROM firmware f
                               WHERE f.product = ?4 AND f.release_version = d.firmware_version
@@ -950,33 +1123,39 @@ impl Queue<'_> {
                   WHERE rd.rollout = ?1 AND rd.state = 'pending' AND {}
                     AND rd.device_id > ?2
                   ORDER BY rd.device_id LIMIT ?3"
-            ),
-            index, condition
-        ))?;
+                ),
+                index, condition
+            )
+        };
+        let mut stmt = tx.prepare_cached(&sql)?;
         let mut passed = Vec::new();
         let mut last = after.to_owned();
         while self.batch.len() < self.want {
             let limit = (self.want - self.batch.len()) as i64;
-            let mut rows = stmt.query(params![
-                self.seq,
-                last,
-                limit,
-                self.product,
-                self.firmware_id,
-                self.others_busy
-            ])?;
+            let mut rows = if wave {
+                stmt.query(params![self.seq, last, limit])?
+            } else {
+                stmt.query(params![
+                    self.seq,
+                    last,
+                    limit,
+                    self.product,
+                    self.firmware_id,
+                    self.others_busy
+                ])?
+            };
             let mut read = 0;
             while let Some(r) = rows.next()? {
                 read += 1;
                 let device_id: String = r.get(0)?;
                 last.clone_from(&device_id);
-                if r.get(2)? {
+                if !wave && r.get(2)? {
                     passed.push(device_id);
                 } else {
                     self.batch.push(Candidate {
                         device_id,
                         exists: r.get(1)?,
-                        previous: r.get(3)?,
+                        previous: if wave { None } else { r.get(3)? },
                     });
                 }
             }
@@ -991,14 +1170,44 @@ impl Queue<'_> {
 /// Times out in-progress devices past their deadline (one batch).
 fn expire(
     tx: &Connection,
-    seq: i64,
+    row: &ProgressRow,
     mode: TimeoutMode,
     max_retries: u32,
     deadline: DateTime<Utc>,
     now: DateTime<Utc>,
     delta: &mut CountsDelta,
 ) -> Result<u64, StoreError> {
+    let seq = row.seq;
     let now_ms = time::to_millis(now);
+    // Waves past their deadline: their devices are written as the
+    // in-progress rows they stand for (found by deadline below), then the
+    // wave goes. About a batch's worth of devices per call.
+    let waves: Vec<(String, String)> = tx
+        .prepare_cached(
+            "SELECT after_device, last_device FROM rollout_waves
+              WHERE rollout = ?1 AND deadline <= ?2 ORDER BY deadline, last_device LIMIT ?3",
+        )?
+        .query_map(params![seq, now_ms, EXPIRE_WAVES], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<db::Result<_>>()?;
+    let mut removed = 0;
+    let mut written = 0;
+    for (after, last) in waves {
+        if written >= EXPIRE_BATCH as usize {
+            break;
+        }
+        written += tx
+            .prepare_cached(&format!(
+                "UPDATE rollout_devices SET state = 'in_progress', reason = NULL, updated_at = ?3,
+                        {WAVE_SET}
+                  WHERE {WAVE_ROW} AND device_id > ?4 AND device_id <= ?5"
+            ))?
+            .execute(params![seq, row.firmware_id, now_ms, after, last])?;
+        tx.prepare_cached("DELETE FROM rollout_waves WHERE rollout = ?1 AND last_device = ?2")?
+            .execute(params![seq, last])?;
+        removed += 1;
+    }
     let only_final = mode == TimeoutMode::FinalOnly;
     let expired: Vec<(String, u32)> = tx
         .prepare_cached(
@@ -1039,7 +1248,9 @@ fn expire(
             TimeoutOutcome::Keep => {}
         }
     }
-    Ok(changed)
+    // Deleting a wave whose devices all reported is progress too: the
+    // engine's tick goes on to its next step.
+    Ok(changed.max(u64::from(removed > 0)))
 }
 
 // ------------------------------------------------------------------ devices
@@ -1080,7 +1291,7 @@ fn record_batch(
                         .map(|o| o.device_id.as_str())
                         .filter(|id| !done.contains(*id))
                         .collect();
-                    let records = device_records(tx, row.seq, &rest)?;
+                    let records = device_records(tx, &row, &rest, r.at)?;
                     e.insert(Batched {
                         row,
                         done,
@@ -1179,7 +1390,7 @@ fn write_expected(
     if groups.is_empty() {
         return Ok(done);
     }
-    let mut stmt = tx.prepare_cached(&format!(
+    let mut written = tx.prepare_cached(&format!(
         "UPDATE rollout_devices
             SET state = ?3, rollback_state = NULL, reason = ?4, updated_at = ?5
           WHERE rollout = ?1 AND state = 'in_progress' AND rollback_state IS NULL
@@ -1187,15 +1398,42 @@ fn write_expected(
          RETURNING device_id",
         db::json_text_elements("?2")
     ))?;
+    // A wave device's row takes its wave's values as it is written.
+    let mut in_wave = tx.prepare_cached(&format!(
+        "UPDATE rollout_devices
+            SET state = ?4, reason = ?5, updated_at = ?6, {WAVE_SET}
+          WHERE {WAVE_ROW} AND device_id IN (SELECT value FROM {})
+         RETURNING device_id",
+        db::json_text_elements("?3")
+    ))?;
+    // Adds the ids a `RETURNING device_id` gives to `done`; how many.
+    macro_rules! returning {
+        ($rows:expr) => {{
+            let mut rows = $rows;
+            let mut n = 0;
+            while let Some(r) = rows.next()? {
+                done.insert(r.get(0)?);
+                n += 1;
+            }
+            n
+        }};
+    }
     for (t, (state, ids)) in groups {
         let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
-        let mut rows = stmt.query(params![row.seq, json, t.to, t.reason, t.at])?;
-        let mut n = 0;
-        while let Some(r) = rows.next()? {
-            done.insert(r.get(0)?);
-            n += 1;
+        let mut n = returning!(written.query(params![row.seq, json, t.to, t.reason, t.at])?);
+        if n < ids.len() {
+            let rest: Vec<&str> = ids.into_iter().filter(|id| !done.contains(*id)).collect();
+            let json = serde_json::to_string(&rest).map_err(StoreError::backend)?;
+            n += returning!(in_wave.query(params![
+                row.seq,
+                row.firmware_id,
+                json,
+                t.to,
+                t.reason,
+                t.at
+            ])?);
         }
-        delta.moved(DeviceState::InProgress, state, n);
+        delta.moved(DeviceState::InProgress, state, n as u64);
     }
     Ok(done)
 }
@@ -1351,10 +1589,21 @@ impl Batched {
 /// are concerned (one statement; devices without a row are left out).
 fn device_records(
     tx: &Connection,
-    seq: i64,
+    row: &ProgressRow,
     device_ids: &[&str],
+    at: DateTime<Utc>,
 ) -> Result<HashMap<String, DeviceRecord>, StoreError> {
+    let seq = row.seq;
     let ids = serde_json::to_string(device_ids).map_err(StoreError::backend)?;
+    // Wave devices are written as the in-progress rows they stand for,
+    // then read like any other.
+    tx.prepare_cached(&format!(
+        "UPDATE rollout_devices SET state = 'in_progress', reason = NULL, updated_at = ?4,
+                {WAVE_SET}
+          WHERE {WAVE_ROW} AND device_id IN (SELECT value FROM {})",
+        db::json_text_elements("?3")
+    ))?
+    .execute(params![seq, row.firmware_id, ids, time::to_millis(at)])?;
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT device_id, state, rollback_state, previous_firmware_id IS NOT NULL
            FROM rollout_devices
@@ -1399,16 +1648,26 @@ fn current_assignment(
         deadline: Option<DateTime<Utc>>,
         delivered: bool,
         firmware_id: Option<String>,
+        /// The rollout's firmware.
+        target: String,
         running: bool,
+        /// A wave device (see [`assign`]): its row is written on delivery.
+        in_wave: bool,
     }
     let candidates: Vec<Candidate> = conn
         .prepare_cached(&format!(
-            "SELECT r.id, rd.rollback_state, rd.attempt, rd.assigned_at, rd.deadline,
-                    rd.delivered_at IS NOT NULL, rd.previous_firmware_id, r.firmware_id, r.status,
-                    rd.rollout
-               FROM rollout_devices rd JOIN rollouts r ON r.seq = rd.rollout
-              WHERE {ASSIGNMENT_ROWS}
-              ORDER BY rd.assigned_at, r.id"
+            concat!(
+                "SELECT r.id, rd.rollback_state, rd.attempt, ",
+                wave_or_row!("assigned_at"),
+                " AS assigned, ",
+                wave_or_row!("deadline"),
+                ", rd.delivered_at IS NOT NULL, rd.previous_firmware_id, r.firmware_id, r.status,
+                        rd.rollout, rd.state = 'pending'
+                   FROM rollout_devices rd JOIN rollouts r ON r.seq = rd.rollout
+                  WHERE {}
+                  ORDER BY assigned, r.id"
+            ),
+            ASSIGNMENT_ROWS
         ))?
         .query_map([device_id], |r| {
             let rollback = parse_rollback(r.get(1)?)?;
@@ -1418,11 +1677,13 @@ fn current_assignment(
             Ok(Candidate {
                 rollout_id: r.get(0)?,
                 seq: r.get(9)?,
+                in_wave: r.get(10)?,
                 firmware_id: if rollback.is_some() {
                     previous
                 } else {
-                    Some(target)
+                    Some(target.clone())
                 },
+                target,
                 rollback,
                 attempt: r.get(2)?,
                 assigned_at: opt_millis(r.get(3)?)?,
@@ -1469,6 +1730,15 @@ fn current_assignment(
                     )?
                     .execute(params![c.seq, device_id, now_ms])?;
                 } else {
+                    if c.in_wave {
+                        tx.prepare_cached(&format!(
+                            "UPDATE rollout_devices
+                                SET state = 'in_progress', reason = NULL, updated_at = ?4,
+                                    {WAVE_SET}
+                              WHERE {WAVE_ROW} AND device_id = ?3"
+                        ))?
+                        .execute(params![c.seq, c.target, device_id, now_ms])?;
+                    }
                     tx.prepare_cached(
                         "UPDATE rollout_devices SET delivered_at = ?3, updated_at = ?3
                           WHERE rollout = ?1 AND device_id = ?2 AND state = 'in_progress'
@@ -1495,12 +1765,22 @@ fn current_assignment(
     Ok(None)
 }
 
-/// A device row and its rollout's id (`rd` and `r` in conditions).
-const DEVICE_SELECT: &str = "SELECT r.id, rd.device_id, rd.state, rd.attempt, rd.phase,
-                                    rd.assigned_at, rd.deadline, rd.delivered_at,
-                                    rd.previous_firmware_id, rd.rollback_state, rd.reason,
-                                    rd.updated_at
-                               FROM rollout_devices rd JOIN rollouts r ON r.seq = rd.rollout";
+/// A device row and its rollout's id (`rd` and `r` in conditions), a wave
+/// device as the in-progress row it stands for.
+const DEVICE_SELECT: &str = concat!(
+    "SELECT r.id, rd.device_id, ",
+    effective_state!(),
+    ", CASE WHEN rd.state = 'pending' AND rd.reason IS NULL AND rd.device_id <= r.assign_cursor
+            THEN 1 ELSE rd.attempt END, ",
+    wave_or_row!("phase"),
+    ", ",
+    wave_or_row!("assigned_at"),
+    ", ",
+    wave_or_row!("deadline"),
+    ", rd.delivered_at, rd.previous_firmware_id, rd.rollback_state, rd.reason, ",
+    wave_or_row!("assigned_at", "updated_at"),
+    " FROM rollout_devices rd JOIN rollouts r ON r.seq = rd.rollout"
+);
 
 fn device_from_row(r: &Row<'_>) -> db::Result<RolloutDevice> {
     Ok(RolloutDevice {

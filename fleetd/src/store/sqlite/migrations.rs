@@ -71,6 +71,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "assignment_cursor",
         sql: include_str!("migrations/0011_assignment_cursor.sql"),
     },
+    Migration {
+        version: 12,
+        name: "assignment_waves",
+        sql: include_str!("migrations/0012_assignment_waves.sql"),
+    },
 ];
 
 /// The schema version this build writes.
