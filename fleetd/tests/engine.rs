@@ -1639,6 +1639,12 @@ async fn busy_devices_wait_and_deleted_devices_are_cancelled() {
         f.devices[..1].to_vec()
     );
     assert_eq!(seen(s, &second).await, st("running", [4, 2, 1, 0, 0, 0], 0));
+    let taken = s.get_rollout_device(&second, &f.devices[0]).await.unwrap();
+    assert_eq!(
+        taken.previous_firmware_id.as_deref(),
+        Some(f.v1.as_str()),
+        "what the first rollout installed"
+    );
     let gone = s.get_rollout_device(&second, &f.devices[3]).await.unwrap();
     assert_eq!(
         (gone.state, gone.reason.as_deref()),
@@ -1651,6 +1657,35 @@ async fn busy_devices_wait_and_deleted_devices_are_cancelled() {
         .unwrap()
         .unwrap();
     assert_eq!(a.rollout_id, first);
+}
+
+/// A device deleted before the wave that would take it is cancelled, not
+/// counted in progress until it times out.
+#[tokio::test]
+async fn a_device_deleted_before_its_wave_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, 4).await;
+    let s = f.store.as_ref();
+    let id = create(s, spec(&f.v2, &[&f.group], &[(50.0, "0s"), (100.0, "0s")])).await;
+    tick(s, t0()).await;
+    let first = in_state(s, &id, DeviceState::InProgress).await;
+    assert_eq!(first, f.devices[..2].to_vec());
+    s.delete_device(&actor(), &f.devices[3], None)
+        .await
+        .unwrap();
+    answer(s, &id, &first, t0(), ok).await;
+    tick(s, t0()).await;
+    assert_eq!(
+        in_state(s, &id, DeviceState::InProgress).await,
+        f.devices[2..3].to_vec()
+    );
+    let gone = s.get_rollout_device(&id, &f.devices[3]).await.unwrap();
+    assert_eq!(
+        (gone.state, gone.reason.as_deref()),
+        (DeviceState::Cancelled, Some("device deleted"))
+    );
+    let c = seen(s, &id).await.1;
+    assert_eq!((c[1], c[2], c[3]), (0, 1, 2));
 }
 
 #[tokio::test]

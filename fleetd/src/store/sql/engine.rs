@@ -916,7 +916,7 @@ fn apply(
 /// the devices' rows, which stand for in-progress rows by their position
 /// below the cursor ([`in_wave!`]). A wave device's row is written when
 /// it is first fetched, reports, times out or the rollout ends
-/// ([`MATERIALIZE_SET`]); its previous firmware is read then.
+/// ([`WAVE_SET`]); its previous firmware is read then.
 ///
 /// The waiting devices, and every device while another rollout holds
 /// assignments, are read once with their previous firmware and written
@@ -932,12 +932,9 @@ fn assign(
     now: DateTime<Utc>,
     delta: &mut CountsDelta,
 ) -> Result<u64, StoreError> {
-    let (product, cursor): (String, String) = tx
-        .prepare_cached(
-            "SELECT f.product, r.assign_cursor FROM rollouts r JOIN firmware f ON f.id = r.firmware_id
-              WHERE r.seq = ?1",
-        )?
-        .query_row([row.seq], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let cursor: String = tx
+        .prepare_cached("SELECT assign_cursor FROM rollouts WHERE seq = ?1")?
+        .query_row([row.seq], |r| r.get(0))?;
     // Whether any other rollout could be updating a device: its counters
     // say it has devices in progress or rolled back (a rollback may still
     // be in flight). Usually none, and the per-device probe is skipped.
@@ -951,7 +948,6 @@ fn assign(
         tx,
         seq: row.seq,
         others_busy,
-        product,
         firmware_id: &row.firmware_id,
         want: count as usize,
         batch: Vec::new(),
@@ -1056,7 +1052,6 @@ struct Candidate {
 struct Queue<'a> {
     tx: &'a Connection,
     seq: i64,
-    product: String,
     firmware_id: &'a str,
     /// Another rollout may hold assignments: probe every device.
     others_busy: bool,
@@ -1103,22 +1098,15 @@ impl Queue<'_> {
             format!(
                 concat!(
                     "SELECT rd.device_id, d.id IS NOT NULL,
-                        CASE WHEN ?6 THEN d.id IS NOT NULL AND EXISTS (
+                        CASE WHEN ?5 THEN d.id IS NOT NULL AND EXISTS (
                             SELECT 1 FROM rollout_devices o
                              WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
                                AND ",
                     holds_assignment!("o"),
                     ") ELSE FALSE END,
-                        COALESCE(
-                            (SELECT f.id FROM firmware f
-                              WHERE f.product = ?4 AND f.release_version = d.firmware_version
-                                AND f.id <> ?5),
-                            (SELECT r.firmware_id FROM rollout_devices o
-                               JOIN rollouts r ON r.seq = o.rollout
-                               JOIN firmware f ON f.id = r.firmware_id
-                              WHERE o.device_id = rd.device_id AND o.rollout <> rd.rollout
-                                AND o.state = 'succeeded' AND f.product = ?4 AND f.id <> ?5
-                              ORDER BY o.updated_at DESC LIMIT 1))
+                        ",
+                    previous_firmware!("rd.rollout", "?4", "rd.device_id"),
+                    "
                    FROM rollout_devices rd {} LEFT JOIN devices d ON d.id = rd.device_id
                   WHERE rd.rollout = ?1 AND rd.state = 'pending' AND {}
                     AND rd.device_id > ?2
@@ -1139,7 +1127,6 @@ impl Queue<'_> {
                     self.seq,
                     last,
                     limit,
-                    self.product,
                     self.firmware_id,
                     self.others_busy
                 ])?
