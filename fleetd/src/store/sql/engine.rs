@@ -67,12 +67,23 @@ macro_rules! in_wave {
     };
 }
 
+/// SQL condition: the row `rd` of the rollout `r` (joined) is a wave
+/// device ([`in_wave!`] without the cursor's subquery).
+macro_rules! rd_in_wave {
+    () => {
+        "rd.state = 'pending' AND rd.reason IS NULL AND rd.device_id <= r.assign_cursor"
+    };
+}
+
 /// SQL expression: the effective state of the row `rd` of the rollout
 /// `r` (a wave device is in progress).
 macro_rules! effective_state {
     () => {
-        "CASE WHEN rd.state = 'pending' AND rd.reason IS NULL
-                   AND rd.device_id <= r.assign_cursor THEN 'in_progress' ELSE rd.state END"
+        concat!(
+            "CASE WHEN ",
+            rd_in_wave!(),
+            " THEN 'in_progress' ELSE rd.state END"
+        )
     };
 }
 
@@ -84,9 +95,9 @@ macro_rules! wave_or_row {
     };
     ($wave:literal, $field:literal) => {
         concat!(
-            "CASE WHEN rd.state = 'pending' AND rd.reason IS NULL
-                   AND rd.device_id <= r.assign_cursor
-                  THEN (SELECT w.",
+            "CASE WHEN ",
+            rd_in_wave!(),
+            " THEN (SELECT w.",
             $wave,
             " FROM rollout_waves w
                          WHERE w.rollout = rd.rollout AND w.last_device >= rd.device_id
@@ -1757,8 +1768,9 @@ fn current_assignment(
 const DEVICE_SELECT: &str = concat!(
     "SELECT r.id, rd.device_id, ",
     effective_state!(),
-    ", CASE WHEN rd.state = 'pending' AND rd.reason IS NULL AND rd.device_id <= r.assign_cursor
-            THEN 1 ELSE rd.attempt END, ",
+    ", CASE WHEN ",
+    rd_in_wave!(),
+    " THEN 1 ELSE rd.attempt END, ",
     wave_or_row!("phase"),
     ", ",
     wave_or_row!("assigned_at"),
