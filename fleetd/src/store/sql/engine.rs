@@ -113,11 +113,24 @@ macro_rules! wave_or_row {
 /// reassign in the rollout keyed `$seq` of the firmware `$firmware`: the
 /// release of the same product the device reports running, else the one
 /// it last updated to in another rollout; NULL when neither is known.
+///
+/// `$seq` and `$firmware` must be parameters, not columns: each branch is
+/// guarded by a condition on them alone, which the database evaluates
+/// once per statement — whether the product has another release at all,
+/// and whether another rollout of it has a device that succeeded — so
+/// that a device's own lookups (a probe of its row, a search of its other
+/// rollouts) are skipped where they cannot find anything.
 macro_rules! previous_firmware {
     ($seq:literal, $firmware:literal, $device:literal) => {
         concat!(
             "COALESCE(
-                (SELECT f.id FROM devices d
+                CASE WHEN EXISTS (
+                    SELECT 1 FROM firmware g
+                     WHERE g.product = (SELECT t.product FROM firmware t WHERE t.id = ",
+            $firmware,
+            ") AND g.id <> ",
+            $firmware,
+            ") THEN (SELECT f.id FROM devices d
                    JOIN firmware f ON f.release_version = d.firmware_version
                   WHERE d.id = ",
             $device,
@@ -125,8 +138,17 @@ macro_rules! previous_firmware {
             $firmware,
             ") AND f.id <> ",
             $firmware,
-            "),
-                (SELECT r.firmware_id FROM rollout_devices o
+            ") END,
+                CASE WHEN EXISTS (
+                    SELECT 1 FROM rollouts q JOIN firmware g ON g.id = q.firmware_id
+                     WHERE q.seq <> ",
+            $seq,
+            " AND q.count_succeeded > 0
+                       AND g.product = (SELECT t.product FROM firmware t WHERE t.id = ",
+            $firmware,
+            ") AND g.id <> ",
+            $firmware,
+            ") THEN (SELECT r.firmware_id FROM rollout_devices o
                    JOIN rollouts r ON r.seq = o.rollout
                    JOIN firmware f ON f.id = r.firmware_id
                   WHERE o.device_id = ",
@@ -138,7 +160,7 @@ macro_rules! previous_firmware {
             $firmware,
             ") AND f.id <> ",
             $firmware,
-            " ORDER BY o.updated_at DESC LIMIT 1))"
+            " ORDER BY o.updated_at DESC LIMIT 1) END)"
         )
     };
 }
@@ -1116,7 +1138,7 @@ impl Queue<'_> {
                     holds_assignment!("o"),
                     ") ELSE FALSE END,
                         ",
-                    previous_firmware!("rd.rollout", "?4", "rd.device_id"),
+                    previous_firmware!("?1", "?4", "rd.device_id"),
                     "
                    FROM rollout_devices rd {} LEFT JOIN devices d ON d.id = rd.device_id
                   WHERE rd.rollout = ?1 AND rd.state = 'pending' AND {}
@@ -1388,52 +1410,137 @@ fn write_expected(
     if groups.is_empty() {
         return Ok(done);
     }
-    let mut written = tx.prepare_cached(&format!(
-        "UPDATE rollout_devices
-            SET state = ?3, rollback_state = NULL, reason = ?4, updated_at = ?5
-          WHERE rollout = ?1 AND state = 'in_progress' AND rollback_state IS NULL
-            AND device_id IN (SELECT value FROM {})
-         RETURNING device_id",
-        db::json_text_elements("?2")
-    ))?;
-    // A wave device's row takes its wave's values as it is written.
-    let mut in_wave = tx.prepare_cached(&format!(
-        "UPDATE rollout_devices
-            SET state = ?4, reason = ?5, updated_at = ?6, {WAVE_SET}
-          WHERE {WAVE_ROW} AND device_id IN (SELECT value FROM {})
-         RETURNING device_id",
+    let waves = Waves::covering(tx, row.seq, groups.values().flat_map(|(_, ids)| ids))?;
+    // One statement per transition and wave: a row in progress takes the
+    // transition; a wave device's row (pending, no reason, at or below the
+    // cursor `?10`; none when `?10` is NULL) takes it with its wave's
+    // values (`?7`–`?9`) and its previous firmware, read now. Each row is
+    // found once, whichever it is.
+    let mut stmt = tx.prepare_cached(&format!(
+        concat!(
+            "UPDATE rollout_devices
+                SET state = ?4, reason = ?5, updated_at = ?6, rollback_state = NULL,
+                    attempt = CASE WHEN state = 'pending' THEN 1 ELSE attempt END,
+                    delivered_at = CASE WHEN state = 'pending' THEN NULL ELSE delivered_at END,
+                    phase = CASE WHEN state = 'pending' THEN ?7 ELSE phase END,
+                    assigned_at = CASE WHEN state = 'pending' THEN ?8 ELSE assigned_at END,
+                    deadline = CASE WHEN state = 'pending' THEN ?9 ELSE deadline END,
+                    previous_firmware_id = CASE WHEN state = 'pending' THEN ",
+            previous_firmware!("?1", "?2", "rollout_devices.device_id"),
+            " ELSE previous_firmware_id END
+              WHERE rollout = ?1 AND device_id IN (SELECT value FROM {})
+                AND ((state = 'in_progress' AND rollback_state IS NULL)
+                     OR (state = 'pending' AND reason IS NULL AND device_id <= ?10))
+             RETURNING device_id"
+        ),
         db::json_text_elements("?3")
     ))?;
-    // Adds the ids a `RETURNING device_id` gives to `done`; how many.
-    macro_rules! returning {
-        ($rows:expr) => {{
-            let mut rows = $rows;
-            let mut n = 0;
-            while let Some(r) = rows.next()? {
-                done.insert(r.get(0)?);
-                n += 1;
-            }
-            n
-        }};
-    }
     for (t, (state, ids)) in groups {
-        let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
-        let mut n = returning!(written.query(params![row.seq, json, t.to, t.reason, t.at])?);
-        if n < ids.len() {
-            let rest: Vec<&str> = ids.into_iter().filter(|id| !done.contains(*id)).collect();
-            let json = serde_json::to_string(&rest).map_err(StoreError::backend)?;
-            n += returning!(in_wave.query(params![
+        let mut n = 0;
+        for (wave, ids) in waves.split(ids) {
+            let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
+            let (phase, assigned_at, deadline, cursor) = match wave {
+                Some(w) => (
+                    Some(w.phase),
+                    Some(w.assigned_at),
+                    Some(w.deadline),
+                    Some(waves.cursor.as_str()),
+                ),
+                None => (None, None, None, None),
+            };
+            let mut rows = stmt.query(params![
                 row.seq,
                 row.firmware_id,
                 json,
                 t.to,
                 t.reason,
-                t.at
-            ])?);
+                t.at,
+                phase,
+                assigned_at,
+                deadline,
+                cursor
+            ])?;
+            while let Some(r) = rows.next()? {
+                done.insert(r.get(0)?);
+                n += 1;
+            }
         }
-        delta.moved(DeviceState::InProgress, state, n as u64);
+        delta.moved(DeviceState::InProgress, state, n);
     }
     Ok(done)
+}
+
+/// A rollout's assignment cursor and the waves that cover a set of device
+/// ids (see [`in_wave!`]), read once for a batch of results.
+struct Waves {
+    cursor: String,
+    /// By `last_device`, ascending.
+    waves: Vec<Wave>,
+}
+
+/// One `rollout_waves` row.
+struct Wave {
+    last_device: String,
+    phase: i64,
+    assigned_at: i64,
+    deadline: i64,
+}
+
+impl Waves {
+    /// The cursor of the rollout keyed `seq` and the waves from the one
+    /// of the smallest of `ids` to the one of the largest.
+    fn covering<'a>(
+        tx: &Connection,
+        seq: i64,
+        ids: impl Iterator<Item = &'a &'a str> + Clone,
+    ) -> Result<Waves, StoreError> {
+        let cursor: String = tx
+            .prepare_cached("SELECT assign_cursor FROM rollouts WHERE seq = ?1")?
+            .query_row([seq], |r| r.get(0))?;
+        let (Some(first), Some(last)) = (ids.clone().min(), ids.max()) else {
+            return Ok(Waves {
+                cursor,
+                waves: Vec::new(),
+            });
+        };
+        let mut waves = Vec::new();
+        if **first <= *cursor {
+            let mut stmt = tx.prepare_cached(
+                "SELECT last_device, phase, assigned_at, deadline FROM rollout_waves
+                  WHERE rollout = ?1 AND last_device >= ?2 ORDER BY last_device",
+            )?;
+            let mut rows = stmt.query(params![seq, *first])?;
+            while let Some(r) = rows.next()? {
+                let wave = Wave {
+                    last_device: r.get(0)?,
+                    phase: r.get(1)?,
+                    assigned_at: r.get(2)?,
+                    deadline: r.get(3)?,
+                };
+                let past = *wave.last_device >= **last;
+                waves.push(wave);
+                if past {
+                    break;
+                }
+            }
+        }
+        Ok(Waves { cursor, waves })
+    }
+
+    /// `ids` by the wave each would belong to (`None`: at none, above the
+    /// cursor or past every wave), in a stable order.
+    fn split<'a>(&self, ids: Vec<&'a str>) -> Vec<(Option<&Wave>, Vec<&'a str>)> {
+        let mut out: BTreeMap<Option<usize>, Vec<&'a str>> = BTreeMap::new();
+        for id in ids {
+            let wave = (id <= self.cursor.as_str())
+                .then(|| self.waves.partition_point(|w| w.last_device.as_str() < id))
+                .filter(|i| *i < self.waves.len());
+            out.entry(wave).or_default().push(id);
+        }
+        out.into_iter()
+            .map(|(i, ids)| (i.map(|i| &self.waves[i]), ids))
+            .collect()
+    }
 }
 
 fn outcome_of(outcome: &UpdateOutcome) -> Outcome {
