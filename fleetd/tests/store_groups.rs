@@ -457,7 +457,33 @@ async fn the_database_is_migrated_and_persistent(db: TestDb) {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+            assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+            // 0013's comparisons accept exactly the states the lists did
+            // (no rollout row: its foreign key is not what is tested).
+            conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+            for (state, rollback, ok) in [
+                ("cancelled", Some("done"), true),
+                ("rolled_back", Some("failed"), true),
+                ("pending", None, true),
+                ("done", None, false),
+                ("Pending", None, false),
+                ("failed", Some("cancelled"), false),
+            ] {
+                let insert = conn.execute(
+                    "INSERT INTO rollout_devices (rollout, device_id, state, rollback_state, updated_at)
+                     VALUES (999, 'check', ?1, ?2, 0)",
+                    rusqlite::params![state, rollback],
+                );
+                match insert {
+                    Ok(_) => assert!(ok, "{state}/{rollback:?} accepted"),
+                    Err(e) => {
+                        assert!(!ok, "{state}/{rollback:?} refused: {e}");
+                        assert!(e.to_string().contains("CHECK constraint failed"), "{e}");
+                    }
+                }
+                conn.execute("DELETE FROM rollout_devices WHERE rollout = 999", [])
+                    .unwrap();
+            }
         }
         TestDb::Postgres(pg) => {
             let (client, connection) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)

@@ -76,6 +76,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "assignment_waves",
         sql: include_str!("migrations/0012_assignment_waves.sql"),
     },
+    Migration {
+        version: 13,
+        name: "rollout_device_checks",
+        sql: include_str!("migrations/0013_rollout_device_checks.sql"),
+    },
 ];
 
 /// The schema version this build writes.
