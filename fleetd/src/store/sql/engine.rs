@@ -47,12 +47,13 @@ const WAITING_BUSY: &str = "waiting: another rollout is updating this device";
 /// Guard for recursive group walks (the hierarchy is at most 16 deep).
 const MAX_DEPTH: i64 = 10_000;
 
-/// SQL condition: the `rollout_devices` row aliased `$a` is in progress
-/// in one of its rollout's assignment waves (see [`assign`]) and has not
-/// been written since: pending, without a reason, at or below the
-/// rollout's assignment cursor.
-macro_rules! in_wave {
-    ($a:literal) => {
+/// SQL condition: the `rollout_devices` row named `$a` (an alias, or the
+/// table's own name) is in progress in one of its rollout's assignment
+/// waves (see [`assign`]) and has not been written since: pending,
+/// without a reason, at or below its rollout's assignment cursor, the
+/// SQL expression `$cursor`.
+macro_rules! wave_device {
+    ($a:literal, $cursor:expr) => {
         concat!(
             "(",
             $a,
@@ -60,18 +61,33 @@ macro_rules! in_wave {
             $a,
             ".reason IS NULL AND ",
             $a,
-            ".device_id <= (SELECT c.assign_cursor FROM rollouts c WHERE c.seq = ",
+            ".device_id <= ",
+            $cursor,
+            ")"
+        )
+    };
+}
+
+/// SQL condition: the `rollout_devices` row aliased `$a` is a wave device
+/// ([`wave_device!`]), its rollout's cursor read by a subquery.
+macro_rules! in_wave {
+    ($a:literal) => {
+        wave_device!(
             $a,
-            ".rollout))"
+            concat!(
+                "(SELECT c.assign_cursor FROM rollouts c WHERE c.seq = ",
+                $a,
+                ".rollout)"
+            )
         )
     };
 }
 
 /// SQL condition: the row `rd` of the rollout `r` (joined) is a wave
-/// device ([`in_wave!`] without the cursor's subquery).
+/// device ([`wave_device!`]).
 macro_rules! rd_in_wave {
     () => {
-        "rd.state = 'pending' AND rd.reason IS NULL AND rd.device_id <= r.assign_cursor"
+        wave_device!("rd", "r.assign_cursor")
     };
 }
 
@@ -167,8 +183,13 @@ macro_rules! previous_firmware {
 
 /// SQL condition on `rollout_devices` (not aliased): a wave device of
 /// the rollout keyed `?1` (see [`in_wave!`]).
-const WAVE_ROW: &str = "rollout = ?1 AND state = 'pending' AND reason IS NULL
-     AND device_id <= (SELECT c.assign_cursor FROM rollouts c WHERE c.seq = ?1)";
+const WAVE_ROW: &str = concat!(
+    "rollout = ?1 AND ",
+    wave_device!(
+        "rollout_devices",
+        "(SELECT c.assign_cursor FROM rollouts c WHERE c.seq = ?1)"
+    )
+);
 
 /// SQL assignments that write a wave device of the rollout keyed `?1`
 /// (firmware `?2`) as the assigned row it stands for: its wave's phase,
@@ -1430,7 +1451,9 @@ fn write_expected(
             " ELSE previous_firmware_id END
               WHERE rollout = ?1 AND device_id IN (SELECT value FROM {})
                 AND ((state = 'in_progress' AND rollback_state IS NULL)
-                     OR (state = 'pending' AND reason IS NULL AND device_id <= ?10))
+                     OR ",
+            wave_device!("rollout_devices", "?10"),
+            ")
              RETURNING device_id"
         ),
         db::json_text_elements("?3")
