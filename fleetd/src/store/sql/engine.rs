@@ -1551,7 +1551,9 @@ impl Waves {
     }
 
     /// `ids` by the wave each would belong to (`None`: at none, above the
-    /// cursor or past every wave), in a stable order.
+    /// cursor or past every wave), in a stable order. Compares bytes, as
+    /// the databases do for device ids: canonical UUIDs (fleetd makes
+    /// them) sort alike under any collation.
     fn split<'a>(&self, ids: Vec<&'a str>) -> Vec<(Option<&Wave>, Vec<&'a str>)> {
         let mut out: BTreeMap<Option<usize>, Vec<&'a str>> = BTreeMap::new();
         for id in ids {
