@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo bench -p fleetd --bench engine -- --devices 1000000 [--data-dir DIR] [--json]
+//!     [--no-serve] [--previous-release]
 //! ```
 //!
 //! Setup (not timed as part of the rollout):
@@ -14,7 +15,10 @@
 //!   (the *fast path*: the same rows `FleetStore::create_device` writes,
 //!   minus its per-device audit row), because a million API-level creates
 //!   would take minutes and measure the wrong thing;
-//! - one firmware release, and a dynamic group `attr.region == "eu"`.
+//! - one firmware release, and a dynamic group `attr.region == "eu"`;
+//!   with `--previous-release`, an earlier release `1.0.0` of the same
+//!   product that every device reports running, so that each device's
+//!   previous firmware is found by a lookup of its row.
 //!
 //! Timed: one rollout at 100% in a single phase with soak `0s` over all N
 //! devices, from creation to status `completed`:
@@ -90,6 +94,9 @@ pub struct EngineReport {
     pub group_id: String,
     pub dynamic_group_id: String,
     pub db_bytes: u64,
+    /// Device rows whose previous firmware (what a rollback reassigns)
+    /// is known after the rollout.
+    pub previous_firmware_known: u64,
     /// The `fleetd serve` figures, when measured.
     pub serve: Option<ServeReport>,
 }
@@ -117,6 +124,10 @@ pub struct EngineBench {
     pub concurrency: usize,
     /// Status reads for the percentiles.
     pub reads: usize,
+    /// Every device reports running an earlier release of the product
+    /// (`1.0.0`, registered too), so each result's previous firmware is
+    /// found by a lookup of the device (see `previous_firmware!`).
+    pub previous_release: bool,
 }
 
 impl EngineBench {
@@ -126,6 +137,7 @@ impl EngineBench {
             fleetd_bin: None,
             concurrency: 4,
             reads: 2_000,
+            previous_release: false,
         }
     }
 
@@ -158,29 +170,31 @@ impl EngineBench {
             )
             .await?
             .id;
-        let firmware = store
-            .create_firmware(
-                &actor,
-                FirmwareSpec {
-                    product: "meter".into(),
-                    version: "2.0.0".into(),
-                    hardware: vec!["m1".into()],
-                    url: "https://fw.example.com/meter-2.0.0.bin".into(),
-                    sha256: "ab".repeat(32),
-                    size_bytes: 1024,
-                    signature: None,
-                    signature_verified: false,
-                },
-            )
-            .await?
-            .id;
+        let release = |version: &str| FirmwareSpec {
+            product: "meter".into(),
+            version: version.into(),
+            hardware: vec!["m1".into()],
+            url: format!("https://fw.example.com/meter-{version}.bin"),
+            sha256: "ab".repeat(32),
+            size_bytes: 1024,
+            signature: None,
+            signature_verified: false,
+        };
+        let running = if self.previous_release {
+            store.create_firmware(&actor, release("1.0.0")).await?;
+            Some("1.0.0")
+        } else {
+            None
+        };
+        let firmware = store.create_firmware(&actor, release("2.0.0")).await?.id;
 
         let t = Instant::now();
         let ids = {
             let db = db.clone();
             let group = group.clone();
             let n = self.devices;
-            tokio::task::spawn_blocking(move || bulk_insert_devices(&db, &group, n)).await??
+            tokio::task::spawn_blocking(move || bulk_insert_devices(&db, &group, n, running))
+                .await??
         };
         let setup_secs = t.elapsed().as_secs_f64();
 
@@ -299,6 +313,17 @@ impl EngineBench {
         }
         q.sort();
         drop(store);
+        let previous_firmware_known = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || {
+                rusqlite::Connection::open(&db)?.query_row(
+                    "SELECT COUNT(*) FROM rollout_devices WHERE previous_firmware_id IS NOT NULL",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .await?? as u64
+        };
         let serve = match &self.fleetd_bin {
             Some(bin) => Some(serve(bin, dir, &id, &dynamic, self.reads.min(1_000)).await?),
             None => None,
@@ -328,6 +353,7 @@ impl EngineBench {
                 + std::fs::metadata(dir.join("fleetd.db-wal"))
                     .map(|m| m.len())
                     .unwrap_or(0),
+            previous_firmware_known,
             serve,
         })
     }
@@ -432,7 +458,14 @@ pub fn percentiles(lat: &mut [Duration]) -> (Duration, Duration) {
 /// The fast path: `n` devices (the rows `create_device` writes, without
 /// audit rows), static members of `group`, in one transaction on a second
 /// connection. Returns their ids.
-pub fn bulk_insert_devices(db: &Path, group: &str, n: usize) -> anyhow::Result<Vec<String>> {
+/// `firmware_version`: what every device reports running (none if
+/// `None`).
+pub fn bulk_insert_devices(
+    db: &Path,
+    group: &str,
+    n: usize,
+    firmware_version: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
     let mut conn = rusqlite::Connection::open(db)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -441,8 +474,9 @@ pub fn bulk_insert_devices(db: &Path, group: &str, n: usize) -> anyhow::Result<V
     let mut ids = Vec::with_capacity(n);
     {
         let mut dev = tx.prepare(
-            "INSERT INTO devices (id, name, hardware, attributes, created_at, updated_at, version)
-             VALUES (?1, ?2, 'm1', ?3, ?4, ?4, 1)",
+            "INSERT INTO devices (id, name, hardware, attributes, firmware_version, created_at,
+                                  updated_at, version)
+             VALUES (?1, ?2, 'm1', ?3, ?5, ?4, ?4, 1)",
         )?;
         let mut member =
             tx.prepare("INSERT INTO device_group_members (device_id, group_id) VALUES (?1, ?2)")?;
@@ -450,7 +484,13 @@ pub fn bulk_insert_devices(db: &Path, group: &str, n: usize) -> anyhow::Result<V
             let id = uuid::Uuid::now_v7().to_string();
             let region = if i % 4 == 0 { "eu" } else { "us" };
             let attrs = serde_json::to_string(&BTreeMap::from([("region", region)]))?;
-            dev.execute(rusqlite::params![id, format!("bench-{i:07}"), attrs, now])?;
+            dev.execute(rusqlite::params![
+                id,
+                format!("bench-{i:07}"),
+                attrs,
+                now,
+                firmware_version
+            ])?;
             member.execute(rusqlite::params![id, group])?;
             ids.push(id);
         }
@@ -466,6 +506,7 @@ fn main() -> anyhow::Result<()> {
     let mut json = false;
     let mut concurrency = 4;
     let mut no_serve = false;
+    let mut previous_release = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -474,9 +515,10 @@ fn main() -> anyhow::Result<()> {
             "--concurrency" => concurrency = args.next().unwrap_or_default().parse()?,
             "--json" => json = true,
             "--no-serve" => no_serve = true,
+            "--previous-release" => previous_release = true,
             "--bench" => {} // cargo bench passes it
             other => anyhow::bail!(
-                "unknown argument {other:?} (--devices N, --data-dir DIR, --concurrency N, --json, --no-serve)"
+                "unknown argument {other:?} (--devices N, --data-dir DIR, --concurrency N, --json, --no-serve, --previous-release)"
             ),
         }
     }
@@ -490,6 +532,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut bench = EngineBench::new(devices);
     bench.concurrency = concurrency;
+    bench.previous_release = previous_release;
     if !no_serve {
         bench.fleetd_bin = Some(env!("CARGO_BIN_EXE_fleetd").into());
     }

@@ -26,6 +26,8 @@ async fn engine_bench_runs_a_rollout_to_completion() {
     assert_eq!(r.group_query_members, 500);
     assert!(r.group_query_secs > 0.0);
     assert!(r.db_bytes > 0);
+    // One release: no device has a previous firmware to return to.
+    assert_eq!(r.previous_firmware_known, 0);
     // The real fleetd on the same data directory.
     let s = r.serve.expect("fleetd serve measured");
     assert!(
@@ -34,4 +36,18 @@ async fn engine_bench_runs_a_rollout_to_completion() {
     );
     assert!(s.http_status_p99_us >= s.http_status_p50_us && s.http_status_p50_us > 0.0);
     assert_eq!(s.http_group_members, 500, "{s:?}");
+}
+
+/// With an earlier release that every device reports running, every
+/// result records it as the firmware a rollback would reassign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_bench_finds_each_devices_previous_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bench = EngineBench::new(1_000);
+    bench.reads = 10;
+    bench.previous_release = true;
+    let r = bench.run(dir.path()).await.unwrap();
+    assert_eq!(r.status, "completed", "{r:?}");
+    assert!(r.counters_exact, "{r:?}");
+    assert_eq!(r.previous_firmware_known, 1_000, "{r:?}");
 }
