@@ -487,6 +487,8 @@ struct ProgressRow {
     device_timeout: String,
     max_retries: u32,
     version: i64,
+    /// The last device id the assignment scan has passed (see [`assign`]).
+    assign_cursor: String,
 }
 
 fn progress_row(conn: &Connection, id: &str) -> Result<ProgressRow, StoreError> {
@@ -495,7 +497,8 @@ fn progress_row(conn: &Connection, id: &str) -> Result<ProgressRow, StoreError> 
                 count_failed, count_rolled_back, count_cancelled, count_assigned,
                 engine_started_at, engine_cleaned_at, current_phase, phase_completed_at,
                 rate_anchor_at, rate_anchor_assigned, baseline_succeeded, baseline_failed,
-                targets_refreshed_at, firmware_id, device_timeout, max_retries, version, seq
+                targets_refreshed_at, firmware_id, device_timeout, max_retries, version, seq,
+                assign_cursor
            FROM rollouts WHERE id = ?1",
     )?
     .query_row([id], |r| {
@@ -540,6 +543,7 @@ fn progress_row(conn: &Connection, id: &str) -> Result<ProgressRow, StoreError> 
             max_retries: r.get(20)?,
             version: r.get(21)?,
             seq: r.get(22)?,
+            assign_cursor: r.get(23)?,
         })
     })
     .optional()?
@@ -986,9 +990,7 @@ fn assign(
     now: DateTime<Utc>,
     delta: &mut CountsDelta,
 ) -> Result<u64, StoreError> {
-    let cursor: String = tx
-        .prepare_cached("SELECT assign_cursor FROM rollouts WHERE seq = ?1")?
-        .query_row([row.seq], |r| r.get(0))?;
+    let cursor = &row.assign_cursor;
     // Whether any other rollout could be updating a device: its counters
     // say it has devices in progress or rolled back (a rollback may still
     // be in flight). Usually none, and the per-device probe is skipped.
@@ -1008,7 +1010,7 @@ fn assign(
     };
     queue.scan(Part::Waiting, "")?;
     let waiting = queue.batch.len();
-    let (passed, end) = queue.scan(Part::AboveCursor, &cursor)?;
+    let (passed, end) = queue.scan(Part::AboveCursor, cursor)?;
     let mut batch = queue.batch;
     // Without another rollout in the way, the devices above the cursor
     // form a wave: no row of theirs is written.
@@ -1027,7 +1029,7 @@ fn assign(
         ))?
         .execute(params![row.seq, ids, WAITING_BUSY, now])?;
     }
-    if end != cursor {
+    if end != *cursor {
         tx.prepare_cached("UPDATE rollouts SET assign_cursor = ?2 WHERE seq = ?1")?
             .execute(params![row.seq, end])?;
     }
@@ -1431,7 +1433,7 @@ fn write_expected(
     if groups.is_empty() {
         return Ok(done);
     }
-    let waves = Waves::covering(tx, row.seq, groups.values().flat_map(|(_, ids)| ids))?;
+    let waves = Waves::covering(tx, row, groups.values().flat_map(|(_, ids)| ids))?;
     // One statement per transition and wave: a row in progress takes the
     // transition; a wave device's row (pending, no reason, at or below the
     // cursor `?10`; none when `?10` is NULL) takes it with its wave's
@@ -1510,16 +1512,14 @@ struct Wave {
 }
 
 impl Waves {
-    /// The cursor of the rollout keyed `seq` and the waves from the one
+    /// The cursor of the rollout `row` and the waves from the one
     /// of the smallest of `ids` to the one of the largest.
     fn covering<'a>(
         tx: &Connection,
-        seq: i64,
+        row: &ProgressRow,
         ids: impl Iterator<Item = &'a &'a str> + Clone,
     ) -> Result<Waves, StoreError> {
-        let cursor: String = tx
-            .prepare_cached("SELECT assign_cursor FROM rollouts WHERE seq = ?1")?
-            .query_row([seq], |r| r.get(0))?;
+        let cursor = row.assign_cursor.clone();
         let (Some(first), Some(last)) = (ids.clone().min(), ids.max()) else {
             return Ok(Waves {
                 cursor,
@@ -1532,7 +1532,7 @@ impl Waves {
                 "SELECT last_device, phase, assigned_at, deadline FROM rollout_waves
                   WHERE rollout = ?1 AND last_device >= ?2 ORDER BY last_device",
             )?;
-            let mut rows = stmt.query(params![seq, *first])?;
+            let mut rows = stmt.query(params![row.seq, *first])?;
             while let Some(r) = rows.next()? {
                 let wave = Wave {
                     last_device: r.get(0)?,
