@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use fleetd::cli::{Cli, Command};
 
+/// Device requests allocate and free many small objects across threads;
+/// glibc's malloc spent ≈ 17% of a check-in's CPU on them (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = fleetd::logging::init(cli.log_format) {

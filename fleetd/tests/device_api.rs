@@ -746,6 +746,63 @@ async fn checkin_stores_reported_state_and_returns_the_effective_config() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
+/// Device requests are answered from memory between writes: an admin
+/// change made between two check-ins on one open connection is seen by
+/// the second, and what a check-in reported is seen by the calls after it.
+#[tokio::test]
+async fn check_ins_see_admin_writes_made_between_them() {
+    let (fleet, factory, g) = enrolled_fleet().await;
+    group(
+        &fleet,
+        json!({"name": "site-b", "query": "attr.site == \"b\"", "config": {"site_b": true}}),
+    )
+    .await;
+    group(
+        &fleet,
+        json!({"name": "fw-2", "query": "firmware == \"2.0.0\"", "config": {"fw_2": true}}),
+    )
+    .await;
+    let device = Device::new(&fleet, &factory.issue("cache-1"));
+    let (status, enrolled) = device.enroll("m1").await;
+    assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+    let id = enrolled["device_id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let (status, body) = device.checkin(json!({"firmware_version": "1.0.0"})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["config"].get("site_b").is_none(), "{body}");
+    }
+
+    let (_, dev) = send(fleet.server.get(&format!("/v1/devices/{id}"))).await;
+    let (s, b) = send(fleet.server.put(
+        &format!("/v1/devices/{id}"),
+        &json!({"name": dev["name"], "hardware": "m1", "attributes": {"site": "b"},
+                "group_ids": [g], "version": dev["version"]}),
+    ))
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (status, body) = device.checkin(json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["config"]["site_b"], true, "{body}");
+
+    // A check-in without a firmware version keeps the one reported before,
+    // in the store and in what the next calls see.
+    let (_, body) = device.checkin(json!({"firmware_version": "2.0.0"})).await;
+    assert_eq!(body["device_id"], id.as_str(), "{body}");
+    let (_, body) = device.checkin(json!({"health": "ok"})).await;
+    assert_eq!(body["config"]["fw_2"], true, "{body}");
+    let (_, body) = device.get("/config").await.unwrap();
+    assert_eq!(body["config"]["fw_2"], true, "{body}");
+    let (_, dev) = send(fleet.server.get(&format!("/v1/devices/{id}"))).await;
+    assert_eq!(dev["firmware_version"], "2.0.0", "{dev}");
+    assert_eq!(dev["health"], "ok", "{dev}");
+
+    // Deleting the device: its certificate's next call is refused.
+    let (s, b) = send(fleet.server.delete(&format!("/v1/devices/{id}"))).await;
+    assert!(s.is_success(), "{s} {b}");
+    let (status, body) = device.checkin(json!({})).await;
+    assert!(status.is_client_error(), "{status} {body}");
+}
+
 // ------------------------------------------------------------------ policies
 
 #[tokio::test]

@@ -385,6 +385,61 @@ async fn checkin_batches_apply_in_order(db: TestDb) {
     }
 }
 
+/// The generation device requests are cached under moves with every
+/// write that changes a row, before the writer gets its answer, and not
+/// with check-ins or reads. PostgreSQL has none (other processes may
+/// write), so nothing is cached there.
+async fn the_request_generation_moves_with_writes_but_not_check_ins(db: TestDb) {
+    use chrono::Utc;
+    use fleetd::store::device_api::CheckinReport;
+    let store = db.open().await;
+    if db.is_postgres() {
+        assert_eq!(store.request_generation(), None);
+        return;
+    }
+    let actor = Actor::admin();
+    let generation = || store.request_generation().expect("SQLite knows its writes");
+    let g0 = generation();
+    let d = store
+        .create_device(&actor, device("a", "m1", &[]))
+        .await
+        .unwrap();
+    let g1 = generation();
+    assert_ne!(g1, g0, "creating a device");
+
+    let report = CheckinReport {
+        firmware_version: Some("1.0.0".to_owned()),
+        health: Some("ok".to_owned()),
+        config_digest: None,
+        compliance: None,
+    };
+    let found = store
+        .record_checkins(vec![(d.id.clone(), report, Utc::now())])
+        .await
+        .unwrap();
+    assert_eq!(found, [true]);
+    let _ = store.get_device(&d.id).await.unwrap();
+    let _ = store.device_request("no-ca", "00", None).await.unwrap();
+    assert_eq!(generation(), g1, "a check-in and reads");
+
+    let mut spec = device("a", "m2", &[]);
+    spec.attributes.insert("site".to_owned(), "b".to_owned());
+    let d = store
+        .update_device(&actor, &d.id, d.version, spec)
+        .await
+        .unwrap();
+    let g2 = generation();
+    assert_ne!(g2, g1, "updating a device");
+    // A refused write changes nothing.
+    assert!(store
+        .update_device(&actor, &d.id, d.version + 5, device("a", "m3", &[]))
+        .await
+        .is_err());
+    assert_eq!(generation(), g2, "a refused write");
+    store.delete_device(&actor, &d.id, None).await.unwrap();
+    assert_ne!(generation(), g2, "deleting a device");
+}
+
 /// The stamp device requests compare with their cached fleet view moves
 /// with every change to groups, policies and attachments, in the writing
 /// transaction, and with nothing else (check-ins, devices).
@@ -564,6 +619,7 @@ store_tests!(
     reads_see_every_write_committed_before_them,
     the_view_stamp_moves_with_groups_policies_and_attachments_only,
     checkin_batches_apply_in_order,
+    the_request_generation_moves_with_writes_but_not_check_ins,
     device_writes_are_audited_with_versions,
     policy_versions_are_pruned_to_ten,
     membership_counts_static_dynamic_and_subgroups,

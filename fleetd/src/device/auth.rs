@@ -21,7 +21,7 @@ use super::view::{CompiledView, DeviceContext};
 use super::DeviceState;
 use crate::domain::policy::RequestContext;
 use crate::domain::query::DeviceFacts;
-use crate::store::device_api::{Credential, CredentialStatus};
+use crate::store::device_api::{Credential, CredentialStatus, DeviceRequestData};
 use crate::store::Device;
 
 /// A request whose certificate is currently acceptable; the device may
@@ -58,14 +58,7 @@ impl FromRequestParts<DeviceState> for Authenticated {
                 ),
             ));
         }
-        let data = state
-            .store
-            .device_request(
-                &identity.ca_id,
-                &identity.serial,
-                state.view.stamp().as_deref(),
-            )
-            .await?;
+        let data = request_data(state, &identity).await?;
         let view = state.view.update(data.view);
         match &data.credential.status {
             CredentialStatus::Active => {}
@@ -89,6 +82,40 @@ impl FromRequestParts<DeviceState> for Authenticated {
             assignment_pending: data.assignment_pending,
         })
     }
+}
+
+/// The request's credential data: from [`DeviceState::requests`] when
+/// nothing was written since it was read, else from the store.
+async fn request_data(
+    state: &DeviceState,
+    identity: &ClientIdentity,
+) -> Result<DeviceRequestData, DeviceError> {
+    let ticket = match state.store.request_generation() {
+        Some(generation) => {
+            match state
+                .requests
+                .begin(generation, &identity.ca_id, &identity.serial)
+            {
+                Ok(hit) => return Ok(hit),
+                Err(ticket) => Some(ticket),
+            }
+        }
+        None => None,
+    };
+    let data = state
+        .store
+        .device_request(
+            &identity.ca_id,
+            &identity.serial,
+            state.view.stamp().as_deref(),
+        )
+        .await?;
+    if let Some(ticket) = ticket {
+        state
+            .requests
+            .put(ticket, &identity.ca_id, &identity.serial, &data);
+    }
+    Ok(data)
 }
 
 /// An enrolled device making a call.

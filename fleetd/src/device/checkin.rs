@@ -25,6 +25,7 @@ use super::auth::{Authenticated, Caller};
 use super::authz::{CONFIG_READ, DEVICE_CHECKIN, FIRMWARE_DOWNLOAD};
 use super::error::DeviceError;
 use super::group_commit::GroupCommit;
+use super::request_cache::{Reported, RequestCache};
 use super::DeviceState;
 use crate::store::device_api::{CheckinReport, ComplianceInput};
 use crate::store::engine::Assignment;
@@ -34,16 +35,33 @@ use crate::store::{ObjectKind, Store, StoreError};
 pub type QueuedCheckin = (String, CheckinReport, DateTime<Utc>);
 
 /// The group-commit writer of check-in reports.
-pub fn writer(store: Arc<dyn Store>) -> GroupCommit<QueuedCheckin> {
+/// Once a batch is committed, the devices cached in `requests` are
+/// patched with what they reported.
+pub fn writer(store: Arc<dyn Store>, requests: Arc<RequestCache>) -> GroupCommit<QueuedCheckin> {
     GroupCommit::spawn("check-ins", move |batch: Vec<QueuedCheckin>| {
         let store = Arc::clone(&store);
+        let requests = Arc::clone(&requests);
         async move {
-            let ids: Vec<String> = batch.iter().map(|(id, _, _)| id.clone()).collect();
+            let reported: Vec<Reported> = batch
+                .iter()
+                .map(|(id, report, at)| Reported {
+                    device_id: id.clone(),
+                    firmware_version: report.firmware_version.clone(),
+                    health: report.health.clone(),
+                    at: *at,
+                })
+                .collect();
             let found = store.record_checkins(batch).await?;
+            requests.reported(
+                reported
+                    .iter()
+                    .zip(&found)
+                    .filter_map(|(r, found)| found.then_some(r)),
+            );
             Ok(found
                 .into_iter()
-                .zip(ids)
-                .map(|(found, id)| {
+                .zip(reported)
+                .map(|(found, Reported { device_id: id, .. })| {
                     if found {
                         Ok(())
                     } else {

@@ -29,6 +29,7 @@ mod enroll;
 pub mod error;
 pub mod group_commit;
 pub mod metrics;
+pub mod request_cache;
 mod results;
 pub mod tls;
 pub mod trust;
@@ -55,6 +56,7 @@ use tokio::net::{TcpListener, TcpStream};
 use self::error::DeviceError;
 use self::group_commit::GroupCommit;
 use self::metrics::DeviceMetrics;
+use self::request_cache::RequestCache;
 use self::tls::ServerIdentity;
 use self::trust::TrustState;
 use self::view::ViewCache;
@@ -90,12 +92,25 @@ pub struct DeviceOptions {
     pub trust_refresh: Duration,
 }
 
-/// What every device handler can reach.
+/// What every device handler can reach: one pointer, since the router
+/// clones it for every request.
 #[derive(Clone)]
-pub struct DeviceState {
+pub struct DeviceState(Arc<DeviceShared>);
+
+impl std::ops::Deref for DeviceState {
+    type Target = DeviceShared;
+    fn deref(&self) -> &DeviceShared {
+        &self.0
+    }
+}
+
+/// The parts of [`DeviceState`].
+pub struct DeviceShared {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<DeviceMetrics>,
     pub view: Arc<ViewCache>,
+    /// Credential reads kept between store writes ([`request_cache`]).
+    pub requests: Arc<RequestCache>,
     /// Group-committed check-in reports ([`checkin::writer`]).
     pub checkins: GroupCommit<checkin::QueuedCheckin>,
     /// Group-committed update results ([`results::writer`]).
@@ -207,13 +222,15 @@ impl DeviceServer {
         .await
         .context("loading the fleet CAs for the device API")?;
 
-        let router = router(DeviceState {
-            checkins: checkin::writer(Arc::clone(&store)),
+        let requests = Arc::new(RequestCache::default());
+        let router = router(DeviceState(Arc::new(DeviceShared {
+            checkins: checkin::writer(Arc::clone(&store), Arc::clone(&requests)),
+            requests,
             results: results::writer(Arc::clone(&store)),
             store,
             metrics: Arc::clone(&metrics),
             view: Arc::new(ViewCache::default()),
-        });
+        })));
 
         let addr_file = opts.data_dir.join(ADDR_FILE);
         crate::atomic_file::replace(&addr_file, format!("{local_addr}\n").as_bytes(), 0o644)

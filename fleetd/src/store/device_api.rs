@@ -198,6 +198,14 @@ pub trait DeviceApiStore: Send + Sync + 'static {
     /// starting or ending its validity). Checked at every TLS handshake.
     async fn trust_stamp(&self) -> Result<String, StoreError>;
 
+    /// A number that moves after every write that could change what
+    /// [`DeviceApiStore::device_request`] returns, before the writer gets
+    /// its answer; check-ins ([`DeviceApiStore::record_checkins`]) do not
+    /// move it (they change only the reported fields of their own device).
+    /// `None` when the store cannot tell (other processes may write to
+    /// it): then device requests must not be cached.
+    fn request_generation(&self) -> Option<u64>;
+
     /// The credential `(ca_id, serial)` and its device, plus the fleet
     /// view when `known_stamp` is not the current stamp.
     async fn device_request(

@@ -147,6 +147,21 @@ impl PgStore {
     {
         self.call(f).await
     }
+
+    /// Check-in writes: the same as [`PgStore::call`] here.
+    async fn call_reported<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.call(f).await
+    }
+
+    /// Other fleetd processes may write to the same database, which no
+    /// counter in this one would see: device requests are never cached.
+    fn write_generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The URL without its password, for messages.

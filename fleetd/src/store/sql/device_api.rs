@@ -43,6 +43,10 @@ impl DeviceApiStore for Backend {
         .await
     }
 
+    fn request_generation(&self) -> Option<u64> {
+        self.write_generation()
+    }
+
     async fn device_request(
         &self,
         ca_id: &str,
@@ -104,7 +108,7 @@ impl DeviceApiStore for Backend {
         &self,
         batch: Vec<(String, CheckinReport, DateTime<Utc>)>,
     ) -> Result<Vec<bool>, StoreError> {
-        self.call(move |conn| {
+        self.call_reported(move |conn| {
             write(conn, |tx, _| {
                 let mut found = Vec::with_capacity(batch.len());
                 for (device_id, report, at) in &batch {

@@ -43,7 +43,7 @@ mod rollouts;
 mod time;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,6 +66,10 @@ pub struct SqliteStore {
     readers: Arc<[Arc<Mutex<Connection>>]>,
     /// Which reader [`SqliteStore::reader`] waits for when none is idle.
     next_reader: Arc<AtomicUsize>,
+    /// Moves after every call on the writer that changed a row, except
+    /// [`SqliteStore::call_reported`]: see
+    /// [`crate::store::DeviceApiStore::request_generation`].
+    generation: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -106,6 +110,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
+            generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -140,13 +145,40 @@ impl SqliteStore {
         .await
     }
 
-    /// Runs `f` with the connection on Tokio's blocking pool.
+    /// Runs `f` with the connection on Tokio's blocking pool. When `f`
+    /// changed a row (committed or not), the write generation moves
+    /// before the caller gets the answer.
     async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let generation = Arc::clone(&self.generation);
+        on_blocking_pool(&self.conn, move |conn| {
+            let before = conn.total_changes();
+            let out = f(conn);
+            if conn.total_changes() != before {
+                generation.fetch_add(1, Ordering::SeqCst);
+            }
+            out
+        })
+        .await
+    }
+
+    /// [`SqliteStore::call`] for writes of device-reported state only
+    /// (check-ins), which leave the write generation where it is.
+    async fn call_reported<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         on_blocking_pool(&self.conn, f).await
+    }
+
+    /// This process is the database's only writer, so a counter it keeps
+    /// itself sees every write.
+    fn write_generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::SeqCst))
     }
 
     /// Runs the read-only `f` in one read transaction (one snapshot, one
