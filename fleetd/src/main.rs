@@ -28,7 +28,19 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn serve(config: fleetd::config::Config) -> anyhow::Result<()> {
-    fleetd::server::run(config, fleetd::shutdown::signal()).await
+/// Most threads in Tokio's blocking pool, where store calls run. Only
+/// as many as the store has connections (SQLite: one writer, two readers)
+/// work at once; the rest would wait on a connection's lock. With Tokio's
+/// default of 512, a burst of device calls that all write (a rollout's
+/// first deliveries) started hundreds of threads to wait there, which
+/// made a 1,000-device rollout several times slower (BENCHMARKS.md);
+/// beyond this many, calls wait in Tokio's queue instead.
+const MAX_BLOCKING_THREADS: usize = 64;
+
+fn serve(config: fleetd::config::Config) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()?
+        .block_on(fleetd::server::run(config, fleetd::shutdown::signal()))
 }
