@@ -427,6 +427,14 @@ impl RequestContext {
 
 impl ResourcePattern {
     fn matches(&self, resource: &str, ctx: &RequestContext) -> bool {
+        // Most resources a request is decided on differ from a pattern in
+        // its leading text (`fleet:group/…` against `fleet:device/…`):
+        // refused here, before any backtracking.
+        if let Some(Seg::Lit(l)) = self.segs.first() {
+            if !resource.starts_with(l.as_str()) {
+                return false;
+            }
+        }
         // Memoise failed (segment, position) pairs: with several `*` the
         // naive backtracking is exponential; this bounds it to
         // segments × positions × variable values.

@@ -121,10 +121,12 @@ async fn request_data(
 /// An enrolled device making a call.
 pub struct Caller {
     pub device: Device,
-    pub ctx: DeviceContext,
+    pub ctx: Arc<DeviceContext>,
     pub request: RequestContext,
     /// Whether the device has a rollout assignment in flight.
     pub assignment_pending: bool,
+    /// [`authz::base_resources`] of the device, shared by every decision.
+    resources: Vec<String>,
 }
 
 impl FromRequestParts<DeviceState> for Caller {
@@ -134,8 +136,8 @@ impl FromRequestParts<DeviceState> for Caller {
         parts: &mut Parts,
         state: &DeviceState,
     ) -> Result<Self, Self::Rejection> {
-        let auth = Authenticated::from_request_parts(parts, state).await?;
-        let Some(device) = auth.credential.device.clone() else {
+        let mut auth = Authenticated::from_request_parts(parts, state).await?;
+        let Some(device) = auth.credential.device.take() else {
             return Err(DeviceError::not_enrolled());
         };
         Ok(Caller::new(device, &auth))
@@ -157,11 +159,13 @@ impl Caller {
             device: facts,
             group_ids: ctx.groups.iter().map(|g| g.id.clone()).collect(),
         };
+        let resources = authz::base_resources(&device.id, &ctx);
         Caller {
             device,
             ctx,
             request,
             assignment_pending: auth.assignment_pending,
+            resources,
         }
     }
 
@@ -169,11 +173,16 @@ impl Caller {
     pub fn authorize(
         &self,
         state: &DeviceState,
-        action: &str,
+        action: &'static str,
         firmware_id: Option<&str>,
     ) -> Result<(), DeviceError> {
-        let resources = authz::resources(action, &self.device.id, &self.ctx, firmware_id);
-        let (decision, resource) = authz::decide(&self.request, &self.ctx, action, &resources);
+        let extra = authz::action_resources(action, &self.device.id, &self.ctx, firmware_id);
+        let (decision, resource) = authz::decide(
+            &self.request,
+            &self.ctx,
+            action,
+            self.resources.iter().chain(&extra),
+        );
         let word = authz::reason_word(&decision.reason);
         state.metrics.decision(action, decision.allowed, word);
         if decision.allowed {
@@ -189,7 +198,12 @@ impl Caller {
     }
 
     /// Like [`Caller::authorize`], for optional parts of an answer.
-    pub fn allowed(&self, state: &DeviceState, action: &str, firmware_id: Option<&str>) -> bool {
+    pub fn allowed(
+        &self,
+        state: &DeviceState,
+        action: &'static str,
+        firmware_id: Option<&str>,
+    ) -> bool {
         self.authorize(state, action, firmware_id).is_ok()
     }
 }

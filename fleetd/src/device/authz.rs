@@ -24,6 +24,8 @@
 //! hardware, under its limit) is the authorisation, because a device that
 //! is not enrolled has no groups and no policies yet.
 
+use std::sync::Arc;
+
 use crate::domain::policy::{self, Decision, Reason, RequestContext};
 
 use super::view::DeviceContext;
@@ -41,58 +43,88 @@ pub fn resources(
     ctx: &DeviceContext,
     firmware_id: Option<&str>,
 ) -> Vec<String> {
-    let mut out = Vec::with_capacity(2 + 3 * ctx.groups.len());
-    out.push(format!("fleet:device/{device_id}"));
+    let mut out = base_resources(device_id, ctx);
+    out.extend(action_resources(action, device_id, ctx, firmware_id));
+    out
+}
+
+/// The resource strings every action by `device_id` is decided on: the
+/// device and its place in each group (built once per request).
+pub fn base_resources(device_id: &str, ctx: &DeviceContext) -> Vec<String> {
+    let mut out = Vec::with_capacity(1 + 2 * ctx.groups.len());
+    out.push(concat(&["fleet:device/", device_id]));
     for g in &ctx.groups {
-        out.push(format!("fleet:group/{}/{device_id}", g.path));
-        out.push(format!("fleet:group/{}/{device_id}", g.id));
+        out.push(concat(&["fleet:group/", &g.path, "/", device_id]));
+        out.push(concat(&["fleet:group/", &g.id, "/", device_id]));
     }
+    out
+}
+
+/// The resource strings `action` adds to [`base_resources`].
+pub fn action_resources(
+    action: &str,
+    device_id: &str,
+    ctx: &DeviceContext,
+    firmware_id: Option<&str>,
+) -> Vec<String> {
+    let mut out = Vec::new();
     if action == CONFIG_READ {
-        out.push(format!("fleet:config/{device_id}"));
+        out.reserve(1 + ctx.groups.len());
+        out.push(concat(&["fleet:config/", device_id]));
         for g in &ctx.groups {
-            out.push(format!("fleet:config/{}/{device_id}", g.id));
+            out.push(concat(&["fleet:config/", &g.id, "/", device_id]));
         }
     }
     if let Some(fw) = firmware_id {
-        out.push(format!("fleet:firmware/{fw}"));
+        out.push(concat(&["fleet:firmware/", fw]));
     }
     out
+}
+
+fn concat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
 }
 
 /// The decision on `action` over `resources`: the first explicit deny on
 /// any resource, else the first allow, else the default deny; plus the
 /// resource the decision is about (for messages).
-pub fn decide(
+pub fn decide<'r>(
     req: &RequestContext,
     ctx: &DeviceContext,
     action: &str,
-    resources: &[String],
+    resources: impl IntoIterator<Item = &'r String>,
 ) -> (Decision, String) {
-    let policies: Vec<&policy::Policy> = ctx.policies.iter().map(|p| p.as_ref()).collect();
-    let mut allowed: Option<(Decision, String)> = None;
+    let mut allowed: Option<(Decision, &String)> = None;
+    let mut first = None;
     for resource in resources {
-        let d = authorize_refs(req, &policies, action, resource);
+        first.get_or_insert(resource);
+        let d = authorize_refs(req, &ctx.policies, action, resource);
         match d.reason {
             Reason::ExplicitDeny { .. } => return (d, resource.clone()),
-            Reason::Allow { .. } if allowed.is_none() => allowed = Some((d, resource.clone())),
+            Reason::Allow { .. } if allowed.is_none() => allowed = Some((d, resource)),
             _ => {}
         }
     }
-    allowed.unwrap_or_else(|| {
-        (
+    match allowed {
+        Some((d, resource)) => (d, resource.clone()),
+        None => (
             Decision {
                 allowed: false,
                 reason: Reason::DefaultDeny,
             },
-            resources.first().cloned().unwrap_or_default(),
-        )
-    })
+            first.cloned().unwrap_or_default(),
+        ),
+    }
 }
 
 /// [`policy::authorize`] over borrowed policies.
 fn authorize_refs(
     req: &RequestContext,
-    policies: &[&policy::Policy],
+    policies: &[Arc<policy::Policy>],
     action: &str,
     resource: &str,
 ) -> Decision {
@@ -100,7 +132,7 @@ fn authorize_refs(
     // own and combine with the same rule (deny wins, first allow kept).
     let mut first_allow = None;
     for p in policies {
-        let d = policy::authorize(req, std::slice::from_ref(*p), action, resource);
+        let d = policy::authorize(req, std::slice::from_ref(p.as_ref()), action, resource);
         match d.reason {
             Reason::ExplicitDeny { .. } => return d,
             Reason::Allow { .. } if first_allow.is_none() => first_allow = Some(d),
@@ -140,8 +172,6 @@ pub fn denial_message(action: &str, resource: &str, reason: &Reason) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::device::view::GroupRef;
     use crate::domain::policy::{Effect, Policy, Statement};
@@ -183,9 +213,11 @@ mod tests {
             req,
             DeviceContext {
                 direct_group_ids: vec!["g-q".into()],
+                group_ids: vec!["g-q".into(), "g-root".into()],
                 groups,
                 policies,
                 config: Default::default(),
+                stale_after_secs: vec![],
             },
         )
     }

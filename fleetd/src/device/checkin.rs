@@ -15,7 +15,6 @@ use chrono::{SecondsFormat, Utc};
 use fleet_api::device_api::{
     AssignmentResponse, CheckinRequest, CheckinResponse, ConfigResponse, FirmwareAssignment,
 };
-use serde_json::{Map, Value};
 
 use std::sync::Arc;
 
@@ -81,14 +80,14 @@ const MAX_REPORTED_LEN: usize = 128;
 
 pub async fn checkin(
     State(state): State<DeviceState>,
-    auth: Authenticated,
+    mut auth: Authenticated,
     body: Result<Json<CheckinRequest>, JsonRejection>,
 ) -> Result<Json<CheckinResponse>, DeviceError> {
     let Json(body) = body?;
     check_reported("firmware_version", body.firmware_version.as_deref())?;
     check_reported("health", body.health.as_deref())?;
     check_reported("hardware", body.hardware.as_deref())?;
-    let Some(device) = auth.credential.device.clone() else {
+    let Some(device) = auth.credential.device.take() else {
         return Err(DeviceError::not_enrolled());
     };
     let now = Utc::now();
@@ -113,14 +112,9 @@ pub async fn checkin(
     }
 
     // What the fleet wants of this device now, for its compliance.
-    let desired_digest = digest(&caller.ctx.config);
-    let view = state.view.get();
-    let mut groups: Vec<String> = caller.ctx.groups.iter().map(|g| g.id.clone()).collect();
-    groups.sort();
-    let stale_after_secs = groups
-        .iter()
-        .filter_map(|id| view.groups.get(id).and_then(|g| g.stale_after_secs))
-        .collect();
+    let desired_digest = caller.ctx.config.digest.clone();
+    let groups = caller.ctx.group_ids.clone();
+    let stale_after_secs = caller.ctx.stale_after_secs.clone();
     state
         .checkins
         .submit((
@@ -145,7 +139,7 @@ pub async fn checkin(
         if body.config_digest.as_deref() == Some(digest.as_str()) {
             (None, Some(digest))
         } else {
-            (Some(caller.ctx.config.clone()), Some(digest))
+            (Some(caller.ctx.config.config.clone()), Some(digest))
         }
     } else {
         denied.push(CONFIG_READ.to_owned());
@@ -176,8 +170,8 @@ pub async fn config(
     caller.authorize(&state, CONFIG_READ, None)?;
     Ok(Json(ConfigResponse {
         device_id: caller.device.id.clone(),
-        config_digest: digest(&caller.ctx.config),
-        config: caller.ctx.config,
+        config_digest: caller.ctx.config.digest.clone(),
+        config: caller.ctx.config.config.clone(),
     }))
 }
 
@@ -226,12 +220,6 @@ fn to_wire(a: Assignment) -> FirmwareAssignment {
         attempt: a.attempt,
         deadline: a.deadline.to_rfc3339_opts(SecondsFormat::Millis, true),
     }
-}
-
-/// SHA-256 (hex) of the config's JSON text.
-/// The canonical config digest (see [`crate::domain::compliance`]).
-pub fn digest(config: &Map<String, Value>) -> String {
-    crate::domain::compliance::config_digest(config)
 }
 
 fn check_reported(field: &str, value: Option<&str>) -> Result<(), DeviceError> {

@@ -12,14 +12,18 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct DeviceMetrics {
     /// (action, decision, reason) → count.
-    decisions: Mutex<BTreeMap<(String, &'static str, String), u64>>,
-    /// (method, route template, status) → count.
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    decisions: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    /// route template → (method, status, count); looked up without
+    /// allocating, as every request counts itself here.
+    requests: Mutex<BTreeMap<String, RouteCounts>>,
     /// handshake result word → count.
     handshakes: Mutex<BTreeMap<&'static str, u64>>,
     /// Open TLS connections.
     connections: AtomicI64,
 }
+
+/// (method, status, count) of one route.
+type RouteCounts = Vec<(String, u16, u64)>;
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
     *map.lock()
@@ -31,19 +35,24 @@ fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
 impl DeviceMetrics {
     /// An authorisation decision on `action`; `reason` is `allow`,
     /// `explicit_deny`, `default_deny`, or for enrollment the refusal word.
-    pub fn decision(&self, action: &str, allowed: bool, reason: &str) {
+    pub fn decision(&self, action: &'static str, allowed: bool, reason: &'static str) {
         let decision = if allowed { "allow" } else { "deny" };
-        bump(
-            &self.decisions,
-            (action.to_owned(), decision, reason.to_owned()),
-        );
+        bump(&self.decisions, (action, decision, reason));
     }
 
     pub fn request(&self, method: &str, route: &str, status: u16) {
-        bump(
-            &self.requests,
-            (method.to_owned(), route.to_owned(), status),
-        );
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = match requests.get_mut(route) {
+            Some(counts) => counts,
+            None => requests.entry(route.to_owned()).or_default(),
+        };
+        match counts
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((method.to_owned(), status, 1)),
+        }
     }
 
     /// `ok`, or why the handshake failed: `unknown_ca`, `expired`,
@@ -62,7 +71,7 @@ impl DeviceMetrics {
     }
 
     /// Decisions so far: (action, `allow`|`deny`, reason) → count.
-    pub fn decisions(&self) -> BTreeMap<(String, &'static str, String), u64> {
+    pub fn decisions(&self) -> BTreeMap<(&'static str, &'static str, &'static str), u64> {
         self.decisions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -79,20 +88,27 @@ impl DeviceMetrics {
             let _ = writeln!(
                 out,
                 "fleetd_device_authz_decisions_total{{action=\"{}\",decision=\"{decision}\",reason=\"{}\"}} {n}",
-                escape(&action),
-                escape(&reason)
+                escape(action),
+                escape(reason)
             );
         }
         out.push_str(
             "# HELP fleetd_device_requests_total Device API requests handled, by method, route and status.\n\
              # TYPE fleetd_device_requests_total counter\n",
         );
-        let requests = self
+        let mut requests: Vec<(String, String, u16, u64)> = self
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for ((method, route, status), n) in requests {
+            .iter()
+            .flat_map(|(route, counts)| {
+                counts
+                    .iter()
+                    .map(|(method, status, n)| (method.clone(), route.clone(), *status, *n))
+            })
+            .collect();
+        requests.sort();
+        for (method, route, status, n) in requests {
             let _ = writeln!(
                 out,
                 "fleetd_device_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
@@ -143,6 +159,9 @@ mod tests {
         m.decision("config:read", false, "explicit_deny");
         m.decision("device:checkin", true, "allow");
         m.request("POST", "/v1/device/checkin", 200);
+        m.request("POST", "/v1/device/checkin", 200);
+        m.request("GET", "/v1/device/checkin", 405);
+        m.request("POST", "/v1/device/checkin", 403);
         m.handshake("unknown_ca");
         m.connection_opened();
         let mut out = String::new();
@@ -150,6 +169,13 @@ mod tests {
         assert!(out.contains(
             "fleetd_device_authz_decisions_total{action=\"config:read\",decision=\"deny\",reason=\"explicit_deny\"} 2"
         ), "{out}");
+        for line in [
+            "fleetd_device_requests_total{method=\"GET\",route=\"/v1/device/checkin\",status=\"405\"} 1",
+            "fleetd_device_requests_total{method=\"POST\",route=\"/v1/device/checkin\",status=\"200\"} 2",
+            "fleetd_device_requests_total{method=\"POST\",route=\"/v1/device/checkin\",status=\"403\"} 1",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
         assert!(out.contains("fleetd_device_tls_handshakes_total{result=\"unknown_ca\"} 1"));
         assert!(out.contains("fleetd_device_connections 1"));
     }

@@ -166,13 +166,14 @@ async fn ping(
 
 /// Counts every response by method, route template and status.
 async fn track(State(metrics): State<Arc<DeviceMetrics>>, req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await.into_response();
-    metrics.request(&method, &route, response.status().as_u16());
+    metrics.request(
+        method.as_str(),
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        response.status().as_u16(),
+    );
     response
 }
 

@@ -7,10 +7,11 @@
 //! however many groups and policies the fleet has.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value};
 
+use crate::domain::compliance::config_digest;
 use crate::domain::group;
 use crate::domain::policy::Policy as CompiledPolicy;
 use crate::domain::query::{DeviceFacts, Query};
@@ -46,6 +47,29 @@ pub struct CompiledView {
     pub policies: HashMap<String, Arc<CompiledPolicy>>,
     /// group id → attached policy ids.
     group_policies: HashMap<String, Vec<String>>,
+    /// Contexts built so far, by direct group ids and certificate policy
+    /// ids. Devices share a few such sets, and the view is replaced
+    /// whenever a group or policy changes, so entries never go stale.
+    contexts: Mutex<HashMap<String, Arc<DeviceContext>>>,
+}
+
+/// Most sets of groups and certificate policies whose context a view
+/// remembers; others are built on every request.
+const CONTEXTS: usize = 4096;
+
+/// A device's effective config and its canonical digest
+/// ([`crate::domain::compliance::config_digest`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EffectiveConfig {
+    pub config: Map<String, Value>,
+    pub digest: String,
+}
+
+impl EffectiveConfig {
+    pub fn new(config: Map<String, Value>) -> EffectiveConfig {
+        let digest = config_digest(&config);
+        EffectiveConfig { config, digest }
+    }
 }
 
 impl CompiledView {
@@ -117,6 +141,7 @@ impl CompiledView {
             dynamic,
             policies,
             group_policies,
+            contexts: Mutex::default(),
         }
     }
 
@@ -124,12 +149,16 @@ impl CompiledView {
     /// need: its groups (static `static_groups` plus query matches) and
     /// their ancestors, and the policies attached to any of them or to the
     /// certificate (`certificate_policies`).
+    ///
+    /// Only the query matches are evaluated per call; the rest depends on
+    /// the set of groups and certificate policies alone, which devices
+    /// share, and is built once per set for this view.
     pub fn context(
         &self,
         facts: &DeviceFacts,
         static_groups: &[String],
         certificate_policies: &[String],
-    ) -> DeviceContext {
+    ) -> Arc<DeviceContext> {
         let mut direct: Vec<&GroupInfo> = static_groups
             .iter()
             .filter_map(|id| self.groups.get(id))
@@ -140,11 +169,41 @@ impl CompiledView {
                 direct.push(g);
             }
         }
+        direct.sort_by(|a, b| a.id.cmp(&b.id));
+        direct.dedup_by(|a, b| a.id == b.id);
+        let mut key = String::new();
+        for g in &direct {
+            key.push_str(&g.id);
+            key.push('\n');
+        }
+        key.push('\0');
+        for p in certificate_policies {
+            key.push_str(p);
+            key.push('\n');
+        }
+        let mut memo = self.contexts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ctx) = memo.get(&key) {
+            return Arc::clone(ctx);
+        }
+        let ctx = Arc::new(self.build_context(&direct, certificate_policies));
+        if memo.len() < CONTEXTS {
+            memo.insert(key, Arc::clone(&ctx));
+        }
+        ctx
+    }
+
+    /// [`CompiledView::context`] of the device directly in `direct` (sorted
+    /// by id).
+    fn build_context(
+        &self,
+        direct: &[&GroupInfo],
+        certificate_policies: &[String],
+    ) -> DeviceContext {
         // The device's groups and their ancestors, each once, shallowest
         // first and in path order at equal depth: the config merge order.
         let mut seen = HashSet::new();
         let mut all: Vec<&GroupInfo> = Vec::new();
-        for g in &direct {
+        for g in direct {
             for id in &g.ancestry {
                 if seen.insert(id.as_str()) {
                     if let Some(a) = self.groups.get(id) {
@@ -168,11 +227,11 @@ impl CompiledView {
             .filter_map(|id| self.policies.get(id).cloned())
             .collect();
 
-        let config = group::effective_config(all.iter().map(|g| &g.config));
-        let mut direct_ids: Vec<String> = direct.iter().map(|g| g.id.clone()).collect();
-        direct_ids.sort();
+        let config = EffectiveConfig::new(group::effective_config(all.iter().map(|g| &g.config)));
+        let mut by_id = all.clone();
+        by_id.sort_by(|a, b| a.id.cmp(&b.id));
         DeviceContext {
-            direct_group_ids: direct_ids,
+            direct_group_ids: direct.iter().map(|g| g.id.clone()).collect(),
             groups: all
                 .iter()
                 .map(|g| GroupRef {
@@ -182,6 +241,8 @@ impl CompiledView {
                 .collect(),
             policies,
             config,
+            group_ids: by_id.iter().map(|g| g.id.clone()).collect(),
+            stale_after_secs: by_id.iter().filter_map(|g| g.stale_after_secs).collect(),
         }
     }
 }
@@ -203,7 +264,12 @@ pub struct DeviceContext {
     /// Policies attached to the certificate and to any of `groups`.
     pub policies: Vec<Arc<CompiledPolicy>>,
     /// Effective config: the groups' configs merged in `groups` order.
-    pub config: Map<String, Value>,
+    pub config: EffectiveConfig,
+    /// The ids of `groups`, sorted.
+    pub group_ids: Vec<String>,
+    /// The `stale_after` of every group in `groups` that has one, in
+    /// `group_ids` order.
+    pub stale_after_secs: Vec<u64>,
 }
 
 /// The current [`CompiledView`], swapped when the store says it changed.
@@ -321,11 +387,36 @@ mod tests {
     }
 
     #[test]
+    fn contexts_are_shared_per_group_set() {
+        let v = view();
+        let a = v.context(&facts("m1"), &["child".into()], &[]);
+        let b = v.context(&facts("m1"), &["child".into()], &[]);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(
+            a.config.digest,
+            config_digest(&json!({"a": 2, "b": {"x": 1}}).as_object().unwrap().clone())
+        );
+        // Another set of groups (here through a dynamic match) merges anew.
+        let c = v.context(&facts("m2"), &["child".into()], &[]);
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(
+            Value::Object(c.config.config.clone()),
+            json!({"a": 2, "b": {"x": 1}, "c": 3})
+        );
+        assert_ne!(a.config.digest, c.config.digest);
+        // Certificate policies are part of the set.
+        let d = v.context(&facts("m1"), &["child".into()], &["p3".into()]);
+        assert!(!Arc::ptr_eq(&a, &d));
+        let ids: Vec<&str> = d.policies.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["p3", "p1"]);
+    }
+
+    #[test]
     fn config_merges_shallowest_first() {
         let v = view();
         let ctx = v.context(&facts("m2"), &["child".into(), "sib".into()], &[]);
         assert_eq!(
-            Value::Object(ctx.config),
+            Value::Object(ctx.config.config.clone()),
             json!({"a": 2, "b": {"x": 1, "y": 2}, "c": 3})
         );
     }

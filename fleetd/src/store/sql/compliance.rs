@@ -46,17 +46,111 @@ fn groups_of(text: Option<String>) -> Vec<String> {
 }
 
 /// The version the device's most recent completed rollout installed.
+/// A device is in few rollouts: the newest is picked here rather than by
+/// `ORDER BY … LIMIT 1`, which makes SQLite build a temporary B-tree on
+/// every check-in.
 fn desired_firmware(conn: &Connection, device_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
+    let rows = conn
         .prepare_cached(
-            "SELECT f.release_version FROM rollout_devices rd
+            "SELECT f.release_version, r.updated_at, r.id FROM rollout_devices rd
                JOIN rollouts r ON r.seq = rd.rollout
                JOIN firmware f ON f.id = r.firmware_id
-              WHERE rd.device_id = ?1 AND r.status = 'completed'
-              ORDER BY r.updated_at DESC, r.id DESC LIMIT 1",
+              WHERE rd.device_id = ?1 AND r.status = 'completed'",
         )?
-        .query_row([device_id], |r| r.get(0))
-        .optional()?)
+        .query_map([device_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<db::Result<Vec<_>>>()?;
+    Ok(newest_release(rows))
+}
+
+/// The release of the row with the greatest (`updated_at`, rollout id).
+fn newest_release(rows: Vec<(String, String, String)>) -> Option<String> {
+    rows.into_iter()
+        .max_by(|a, b| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
+        .map(|(release, _, _)| release)
+}
+
+/// What a check-in's update leaves of a device: reported firmware,
+/// applied config digest, and its compliance state, reason and groups
+/// (JSON) from before.
+type CheckinRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The update of a device's reported state (`?1` the device id); the
+/// same text with and without `RETURNING`.
+macro_rules! update_reported {
+    () => {
+        "UPDATE devices
+            SET firmware_version = COALESCE(?2, firmware_version),
+                health = COALESCE(?3, health),
+                config_digest = COALESCE(?5, config_digest),
+                last_seen = ?4,
+                stale_at = ?6
+          WHERE id = ?1"
+    };
+}
+
+/// Writes a check-in's reported state and returns what it leaves of the
+/// device: in one `UPDATE … RETURNING`, or where that costs more (see
+/// [`db::READ_BEFORE_UPDATE`]) as a read of the row and a plain update.
+fn update_reported(
+    tx: &Connection,
+    device_id: &str,
+    report: &CheckinReport,
+    at: DateTime<Utc>,
+    stale_at: Option<String>,
+) -> Result<Option<CheckinRow>, StoreError> {
+    let at = time::to_text(at);
+    let values = params![
+        device_id,
+        report.firmware_version,
+        report.health,
+        at,
+        report.config_digest,
+        stale_at,
+    ];
+    let row = |r: &db::Row<'_>| -> db::Result<CheckinRow> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    };
+    if !db::READ_BEFORE_UPDATE {
+        return Ok(tx
+            .prepare_cached(concat!(
+                update_reported!(),
+                " RETURNING firmware_version, config_digest, compliance, compliance_reason,
+                            compliance_groups"
+            ))?
+            .query_row(values, row)
+            .optional()?);
+    }
+    let before: Option<CheckinRow> = tx
+        .prepare_cached(
+            "SELECT firmware_version, config_digest, compliance, compliance_reason,
+                    compliance_groups
+               FROM devices WHERE id = ?1",
+        )?
+        .query_row([device_id], row)
+        .optional()?;
+    let Some((firmware, applied, state, reason, groups)) = before else {
+        return Ok(None);
+    };
+    tx.prepare_cached(update_reported!())?.execute(values)?;
+    Ok(Some((
+        report.firmware_version.clone().or(firmware),
+        report.config_digest.clone().or(applied),
+        state,
+        reason,
+        groups,
+    )))
 }
 
 /// Records one check-in: the reported state, then (when the check-in
@@ -73,37 +167,7 @@ pub(super) fn record_checkin(
         .as_ref()
         .and_then(|c| compliance::stale_at(at, c.stale_after_secs.iter().copied()))
         .map(time::to_text);
-    type Row = (
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let row: Option<Row> = tx
-        .prepare_cached(
-            "UPDATE devices
-                SET firmware_version = COALESCE(?2, firmware_version),
-                    health = COALESCE(?3, health),
-                    config_digest = COALESCE(?5, config_digest),
-                    last_seen = ?4,
-                    stale_at = ?6
-              WHERE id = ?1
-          RETURNING firmware_version, config_digest, compliance, compliance_reason,
-                    compliance_groups",
-        )?
-        .query_row(
-            params![
-                device_id,
-                report.firmware_version,
-                report.health,
-                time::to_text(at),
-                report.config_digest,
-                stale_at,
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
+    let row = update_reported(tx, device_id, report, at, stale_at)?;
     let Some((firmware, applied, old_state, old_reason, old_groups)) = row else {
         return Ok(false);
     };
@@ -285,5 +349,33 @@ impl crate::store::ComplianceStore for super::Backend {
         let after = after.map(str::to_owned);
         self.call_read(move |conn| noncompliant(conn, &group_id, state, after.as_deref(), limit))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_release;
+
+    fn row(release: &str, updated_at: &str, id: &str) -> (String, String, String) {
+        (release.into(), updated_at.into(), id.into())
+    }
+
+    #[test]
+    fn the_newest_completed_rollout_names_the_desired_firmware() {
+        assert_eq!(newest_release(vec![]), None);
+        let rows = vec![
+            row("1.0.0", "2026-01-01T00:00:00.000Z", "r-b"),
+            row("3.0.0", "2026-03-01T00:00:00.000Z", "r-a"),
+            row("2.0.0", "2026-02-01T00:00:00.000Z", "r-c"),
+        ];
+        assert_eq!(newest_release(rows).as_deref(), Some("3.0.0"));
+        // Same time: the greater rollout id wins (as `ORDER BY updated_at
+        // DESC, id DESC` would pick).
+        let rows = vec![
+            row("2.0.0", "2026-03-01T00:00:00.000Z", "r-b"),
+            row("2.1.0", "2026-03-01T00:00:00.000Z", "r-c"),
+            row("1.9.0", "2026-03-01T00:00:00.000Z", "r-a"),
+        ];
+        assert_eq!(newest_release(rows).as_deref(), Some("2.1.0"));
     }
 }
