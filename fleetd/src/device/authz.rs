@@ -52,10 +52,10 @@ pub fn resources(
 /// device and its place in each group (built once per request).
 pub fn base_resources(device_id: &str, ctx: &DeviceContext) -> Vec<String> {
     let mut out = Vec::with_capacity(1 + 2 * ctx.groups.len());
-    out.push(concat(&["fleet:device/", device_id]));
+    out.push(["fleet:device/", device_id].concat());
     for g in &ctx.groups {
-        out.push(concat(&["fleet:group/", &g.path, "/", device_id]));
-        out.push(concat(&["fleet:group/", &g.id, "/", device_id]));
+        out.push(["fleet:group/", &g.path, "/", device_id].concat());
+        out.push(["fleet:group/", &g.id, "/", device_id].concat());
     }
     out
 }
@@ -70,23 +70,15 @@ pub fn action_resources(
     let mut out = Vec::new();
     if action == CONFIG_READ {
         out.reserve(1 + ctx.groups.len());
-        out.push(concat(&["fleet:config/", device_id]));
+        out.push(["fleet:config/", device_id].concat());
         for g in &ctx.groups {
-            out.push(concat(&["fleet:config/", &g.id, "/", device_id]));
+            out.push(["fleet:config/", &g.id, "/", device_id].concat());
         }
     }
     if let Some(fw) = firmware_id {
-        out.push(concat(&["fleet:firmware/", fw]));
+        out.push(["fleet:firmware/", fw].concat());
     }
     out
-}
-
-fn concat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        s.push_str(p);
-    }
-    s
 }
 
 /// The decision on `action` over `resources`: the first explicit deny on
