@@ -157,7 +157,7 @@ impl Caller {
             .context(&facts, &device.group_ids, &auth.credential.policy_ids);
         let request = RequestContext {
             device: facts,
-            group_ids: ctx.groups.iter().map(|g| g.id.clone()).collect(),
+            group_ids: ctx.group_ids.clone(),
         };
         let resources = authz::base_resources(&device.id, &ctx);
         Caller {

@@ -36,7 +36,9 @@ pub const CONFIG_READ: &str = "config:read";
 pub const FIRMWARE_DOWNLOAD: &str = "firmware:download";
 pub const FIRMWARE_REPORT: &str = "firmware:report";
 
-/// The resource strings of `action` by `device_id` in `ctx`'s groups.
+/// The resource strings of `action` by `device_id` in `ctx`'s groups: what
+/// [`crate::device::auth::Caller`] decides on, as one list (for tests).
+#[cfg(test)]
 pub fn resources(
     action: &str,
     device_id: &str,
