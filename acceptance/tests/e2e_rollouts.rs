@@ -440,9 +440,13 @@ fn kill_9_mid_rollout_then_restart_completes_with_exact_counts() -> Result<()> {
     assert_eq!(c["succeeded"] + c["failed"], 600, "{done}");
     assert_matches_ledger(&report, &done)?;
     assert_eq!(report.ledger.rollouts()[&id].assigned_devices, 600);
+    // The restarted fleetd holds none of the old connections, so every
+    // device (each checks in until stopped) had to connect again. Transport
+    // errors are not a proof: a request cut by the kill is retried on a
+    // fresh connection, and the restart can beat every device's next call.
     assert!(
-        report.summary.transport_errors > 0,
-        "devices noticed the crash: {:?}",
+        report.summary.connects >= 2 * 600,
+        "every device reconnected after the crash: {:?}",
         report.summary
     );
 
