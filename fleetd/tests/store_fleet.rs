@@ -385,6 +385,59 @@ async fn checkin_batches_apply_in_order(db: TestDb) {
     }
 }
 
+/// Compliance in a batch of check-ins: a device that checks in twice in
+/// one batch moves twice (drift, then in sync) and is counted once, in
+/// its last state; the device's row keeps that state for the next batch.
+async fn a_batch_moves_compliance_as_if_one_after_another(db: TestDb) {
+    use chrono::{Duration, TimeZone, Utc};
+    use fleetd::store::device_api::{CheckinReport, ComplianceInput};
+    let (store, actor, g) = store_with_group(&db).await;
+    let a = store
+        .create_device(&actor, device("a", "m1", &[&g.id]))
+        .await
+        .unwrap();
+    let b = store
+        .create_device(&actor, device("b", "m1", &[&g.id]))
+        .await
+        .unwrap();
+    let report = |applied: &str| CheckinReport {
+        firmware_version: Some("1.0.0".into()),
+        health: None,
+        config_digest: Some(applied.to_owned()),
+        compliance: Some(ComplianceInput {
+            desired_digest: "want".into(),
+            groups: vec![g.id.clone()],
+            stale_after_secs: vec![],
+        }),
+    };
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+    let found = store
+        .record_checkins(vec![
+            (a.id.clone(), report("old"), t0),
+            (b.id.clone(), report("old"), t0),
+            (a.id.clone(), report("want"), t0 + Duration::seconds(1)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found, [true, true, true]);
+    let s = store.group_compliance(&g.id).await.unwrap();
+    assert_eq!((s.in_sync, s.config_drift), (1, 1), "{s:?}");
+
+    // The next batch starts from what the last one left.
+    store
+        .record_checkins(vec![(
+            b.id.clone(),
+            report("want"),
+            t0 + Duration::seconds(2),
+        )])
+        .await
+        .unwrap();
+    let s = store.group_compliance(&g.id).await.unwrap();
+    assert_eq!((s.in_sync, s.config_drift), (2, 0), "{s:?}");
+    let a2 = store.get_device(&a.id).await.unwrap();
+    assert_eq!(a2.last_seen, Some(t0 + Duration::seconds(1)));
+}
+
 /// The generation device requests are cached under moves with every
 /// write that changes a row, before the writer gets its answer, and not
 /// with check-ins or reads. PostgreSQL has none (other processes may
@@ -619,6 +672,7 @@ store_tests!(
     reads_see_every_write_committed_before_them,
     the_view_stamp_moves_with_groups_policies_and_attachments_only,
     checkin_batches_apply_in_order,
+    a_batch_moves_compliance_as_if_one_after_another,
     the_request_generation_moves_with_writes_but_not_check_ins,
     device_writes_are_audited_with_versions,
     policy_versions_are_pruned_to_ten,

@@ -115,11 +115,6 @@ pub fn json_array_agg(expr: &str) -> String {
     format!("COALESCE(json_agg({expr})::text, '[]')")
 }
 
-/// Whether reading a row and then updating it is cheaper than one
-/// `UPDATE … RETURNING`: not here (the read is another round trip); SQLite
-/// buffers returned rows in a temporary table.
-pub const READ_BEFORE_UPDATE: bool = false;
-
 /// A table reference's clause making the planner use `index`: nothing
 /// here, PostgreSQL's planner chooses from its statistics (SQLite needs
 /// `INDEXED BY`).

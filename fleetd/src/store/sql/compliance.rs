@@ -7,13 +7,15 @@
 //! between (state, groups) pairs and adjusts both sides in the same
 //! transaction.
 
+use std::collections::{BTreeSet, HashMap};
+
 use super::db::{self, params, Connection, OptionalExtension};
 use chrono::{DateTime, Utc};
 
 use super::time;
 use crate::domain::compliance::{self, Observation, State, Summary};
 use crate::store::compliance::NonCompliantDevice;
-use crate::store::device_api::CheckinReport;
+use crate::store::device_api::{CheckinReport, ComplianceInput};
 use crate::store::{ObjectKind, StoreError};
 
 /// Adds `delta` devices in `state` to each of `groups`.
@@ -45,27 +47,80 @@ fn groups_of(text: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The version the device's most recent completed rollout installed.
-/// A device is in few rollouts: the newest is picked here rather than by
-/// `ORDER BY … LIMIT 1`, which makes SQLite build a temporary B-tree on
-/// every check-in.
-fn desired_firmware(conn: &Connection, device_id: &str) -> Result<Option<String>, StoreError> {
+/// What a check-in's write needs of a device from before it: reported
+/// firmware, applied config digest, and compliance state, reason and
+/// groups (JSON).
+#[derive(Default)]
+struct Before {
+    firmware: Option<String>,
+    applied: Option<String>,
+    state: Option<String>,
+    reason: Option<String>,
+    groups: Option<String>,
+}
+
+/// The devices of `ids_json` (a JSON array of distinct ids) as they are now; the
+/// ones that do not exist are missing from the map.
+fn read_before(conn: &Connection, ids_json: &str) -> Result<HashMap<String, Before>, StoreError> {
     let rows = conn
-        .prepare_cached(
-            "SELECT f.release_version, r.updated_at, r.id FROM rollout_devices rd
-               JOIN rollouts r ON r.seq = rd.rollout
-               JOIN firmware f ON f.id = r.firmware_id
-              WHERE rd.device_id = ?1 AND r.status = 'completed'",
-        )?
-        .query_map([device_id], |r| {
+        .prepare_cached(&format!(
+            "SELECT d.id, d.firmware_version, d.config_digest, d.compliance,
+                    d.compliance_reason, d.compliance_groups
+               FROM {} AS j CROSS JOIN devices d WHERE d.id = j.value",
+            db::json_text_elements("?1")
+        ))?
+        .query_map([ids_json], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
+                Before {
+                    firmware: r.get(1)?,
+                    applied: r.get(2)?,
+                    state: r.get(3)?,
+                    reason: r.get(4)?,
+                    groups: r.get(5)?,
+                },
+            ))
+        })?
+        .collect::<db::Result<_>>()?;
+    Ok(rows)
+}
+
+/// The version each device of `ids_json` got from its most recent
+/// completed rollout (devices without one are missing from the map). A
+/// device is in few rollouts: the newest is picked here rather than by
+/// `ORDER BY … LIMIT 1`, which makes SQLite build a temporary B-tree.
+fn desired_firmware(
+    conn: &Connection,
+    ids_json: &str,
+) -> Result<HashMap<String, String>, StoreError> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT rd.device_id, f.release_version, r.updated_at, r.id
+               FROM {} AS j CROSS JOIN rollout_devices rd
+               JOIN rollouts r ON r.seq = rd.rollout
+               JOIN firmware f ON f.id = r.firmware_id
+              WHERE rd.device_id = j.value AND r.status = 'completed'",
+            db::json_text_elements("?1")
+        ))?
+        .query_map([ids_json], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ),
             ))
         })?
         .collect::<db::Result<Vec<_>>>()?;
-    Ok(newest_release(rows))
+    let mut by_device: HashMap<String, Vec<(String, String, String)>> = HashMap::new();
+    for (device, row) in rows {
+        by_device.entry(device).or_default().push(row);
+    }
+    Ok(by_device
+        .into_iter()
+        .filter_map(|(device, rows)| newest_release(rows).map(|release| (device, release)))
+        .collect())
 }
 
 /// The release of the row with the greatest (`updated_at`, rollout id).
@@ -75,125 +130,98 @@ fn newest_release(rows: Vec<(String, String, String)>) -> Option<String> {
         .map(|(release, _, _)| release)
 }
 
-/// What a check-in's update leaves of a device: reported firmware,
-/// applied config digest, and its compliance state, reason and groups
-/// (JSON) from before.
-type CheckinRow = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-/// The update of a device's reported state (`?1` the device id); the
-/// same text with and without `RETURNING`.
-macro_rules! update_reported {
-    () => {
+/// Records a batch of check-ins, in order: each one's reported state,
+/// then (when it carries what the fleet wants) the device's compliance
+/// and counters. One `false` per device that does not exist.
+///
+/// What the writes depend on (the devices' rows, their desired firmware)
+/// is read for the whole batch in two statements; a device that checks
+/// in twice in one batch sees its first check-in's result. The store's
+/// write lock (SQLite's writer, PostgreSQL's advisory lock) keeps the
+/// rows as read until the transaction ends.
+pub(super) fn record_checkins(
+    tx: &Connection,
+    batch: &[(String, CheckinReport, DateTime<Utc>)],
+) -> Result<Vec<bool>, StoreError> {
+    // Each device once (`CROSS JOIN` keeps the list's order: one
+    // primary-key lookup per device, not a scan of the table).
+    let ids: BTreeSet<&str> = batch.iter().map(|(id, _, _)| id.as_str()).collect();
+    let ids_json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
+    let mut before = read_before(tx, &ids_json)?;
+    let wanted = if batch.iter().any(|(_, r, _)| r.compliance.is_some()) {
+        desired_firmware(tx, &ids_json)?
+    } else {
+        HashMap::new()
+    };
+    let mut update = tx.prepare_cached(
         "UPDATE devices
             SET firmware_version = COALESCE(?2, firmware_version),
                 health = COALESCE(?3, health),
                 config_digest = COALESCE(?5, config_digest),
                 last_seen = ?4,
                 stale_at = ?6
-          WHERE id = ?1"
-    };
-}
-
-/// Writes a check-in's reported state and returns what it leaves of the
-/// device: in one `UPDATE … RETURNING`, or where that costs more (see
-/// [`db::READ_BEFORE_UPDATE`]) as a read of the row and a plain update.
-fn update_reported(
-    tx: &Connection,
-    device_id: &str,
-    report: &CheckinReport,
-    at: DateTime<Utc>,
-    stale_at: Option<String>,
-) -> Result<Option<CheckinRow>, StoreError> {
-    let at = time::to_text(at);
-    let values = params![
-        device_id,
-        report.firmware_version,
-        report.health,
-        at,
-        report.config_digest,
-        stale_at,
-    ];
-    let row = |r: &db::Row<'_>| -> db::Result<CheckinRow> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    };
-    if !db::READ_BEFORE_UPDATE {
-        return Ok(tx
-            .prepare_cached(concat!(
-                update_reported!(),
-                " RETURNING firmware_version, config_digest, compliance, compliance_reason,
-                            compliance_groups"
-            ))?
-            .query_row(values, row)
-            .optional()?);
+          WHERE id = ?1",
+    )?;
+    let mut found = Vec::with_capacity(batch.len());
+    for (device_id, report, at) in batch {
+        let Some(row) = before.get_mut(device_id) else {
+            found.push(false);
+            continue;
+        };
+        let stale_at = report
+            .compliance
+            .as_ref()
+            .and_then(|c| compliance::stale_at(*at, c.stale_after_secs.iter().copied()))
+            .map(time::to_text);
+        update.execute(params![
+            device_id,
+            report.firmware_version,
+            report.health,
+            time::to_text(*at),
+            report.config_digest,
+            stale_at,
+        ])?;
+        if let Some(v) = &report.firmware_version {
+            row.firmware = Some(v.clone());
+        }
+        if let Some(d) = &report.config_digest {
+            row.applied = Some(d.clone());
+        }
+        if let Some(input) = &report.compliance {
+            record_compliance(tx, device_id, row, wanted.get(device_id), input)?;
+        }
+        found.push(true);
     }
-    let before: Option<CheckinRow> = tx
-        .prepare_cached(
-            "SELECT firmware_version, config_digest, compliance, compliance_reason,
-                    compliance_groups
-               FROM devices WHERE id = ?1",
-        )?
-        .query_row([device_id], row)
-        .optional()?;
-    let Some((firmware, applied, state, reason, groups)) = before else {
-        return Ok(None);
-    };
-    tx.prepare_cached(update_reported!())?.execute(values)?;
-    Ok(Some((
-        report.firmware_version.clone().or(firmware),
-        report.config_digest.clone().or(applied),
-        state,
-        reason,
-        groups,
-    )))
+    Ok(found)
 }
 
-/// Records one check-in: the reported state, then (when the check-in
-/// carries what the fleet wants) the device's compliance and counters.
-/// `false` when the device does not exist.
-pub(super) fn record_checkin(
+/// Evaluates a checked-in device's compliance and moves it (and the
+/// counters) to the result; `row` is left as the device now is.
+fn record_compliance(
     tx: &Connection,
     device_id: &str,
-    report: &CheckinReport,
-    at: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let stale_at = report
-        .compliance
-        .as_ref()
-        .and_then(|c| compliance::stale_at(at, c.stale_after_secs.iter().copied()))
-        .map(time::to_text);
-    let row = update_reported(tx, device_id, report, at, stale_at)?;
-    let Some((firmware, applied, old_state, old_reason, old_groups)) = row else {
-        return Ok(false);
-    };
-    let Some(input) = &report.compliance else {
-        return Ok(true);
-    };
-    let want = desired_firmware(tx, device_id)?;
+    row: &mut Before,
+    want: Option<&String>,
+    input: &ComplianceInput,
+) -> Result<(), StoreError> {
     let (state, reason) = compliance::evaluate(&Observation {
-        reported_firmware: firmware.as_deref(),
-        applied_digest: applied.as_deref(),
-        desired_firmware: want.as_deref(),
+        reported_firmware: row.firmware.as_deref(),
+        applied_digest: row.applied.as_deref(),
+        desired_firmware: want.map(String::as_str),
         desired_digest: &input.desired_digest,
     });
-    let old_groups_text = old_groups.clone();
-    let old_groups = groups_of(old_groups);
+    let old_groups = groups_of(row.groups.clone());
     let state = state.as_str();
-    if old_state.as_deref() != Some(state) || old_groups != input.groups {
-        if let Some(old) = &old_state {
+    if row.state.as_deref() != Some(state) || old_groups != input.groups {
+        if let Some(old) = &row.state {
             adjust(tx, &old_groups, old, -1)?;
         }
         adjust(tx, &input.groups, state, 1)?;
     }
     let groups_text = serde_json::to_string(&input.groups).map_err(StoreError::backend)?;
-    if old_state.as_deref() != Some(state)
-        || old_reason != reason
-        || old_groups_text.as_deref() != Some(groups_text.as_str())
+    if row.state.as_deref() != Some(state)
+        || row.reason != reason
+        || row.groups.as_deref() != Some(groups_text.as_str())
     {
         tx.prepare_cached(
             "UPDATE devices SET compliance = ?2, compliance_reason = ?3, compliance_groups = ?4
@@ -201,7 +229,10 @@ pub(super) fn record_checkin(
         )?
         .execute(params![device_id, state, reason, groups_text])?;
     }
-    Ok(true)
+    row.state = Some(state.to_owned());
+    row.reason = reason;
+    row.groups = Some(groups_text);
+    Ok(())
 }
 
 /// Takes a device out of every counter (before it is deleted).

@@ -109,15 +109,7 @@ impl DeviceApiStore for Backend {
         batch: Vec<(String, CheckinReport, DateTime<Utc>)>,
     ) -> Result<Vec<bool>, StoreError> {
         self.call_reported(move |conn| {
-            write(conn, |tx, _| {
-                let mut found = Vec::with_capacity(batch.len());
-                for (device_id, report, at) in &batch {
-                    found.push(super::compliance::record_checkin(
-                        tx, device_id, report, *at,
-                    )?);
-                }
-                Ok(found)
-            })
+            write(conn, |tx, _| super::compliance::record_checkins(tx, &batch))
         })
         .await
     }

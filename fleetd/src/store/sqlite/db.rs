@@ -28,12 +28,6 @@ pub(super) fn json_array_agg(expr: &str) -> String {
     format!("json_group_array({expr})")
 }
 
-/// Whether `UPDATE … RETURNING` costs more than reading the row first and
-/// updating it: SQLite buffers returned rows in a temporary table, so a
-/// primary-key read plus a plain update is cheaper; on PostgreSQL the read
-/// would be another round trip.
-pub(super) const READ_BEFORE_UPDATE: bool = true;
-
 /// A table reference's clause making the planner use `index` (SQLite's
 /// planner has no statistics to tell a small partial index from the
 /// primary key); nothing on PostgreSQL, whose planner has them.
