@@ -385,9 +385,9 @@ async fn checkin_batches_apply_in_order(db: TestDb) {
     }
 }
 
-/// Compliance in a batch of check-ins: a device that checks in twice in
-/// one batch moves twice (drift, then in sync) and is counted once, in
-/// its last state; the device's row keeps that state for the next batch.
+/// Compliance in a batch of check-ins: a device that checks in many times
+/// in one batch moves each time (drift, then in sync) and is counted once,
+/// in its last state; the device's row keeps that state for the next batch.
 async fn a_batch_moves_compliance_as_if_one_after_another(db: TestDb) {
     use chrono::{Duration, TimeZone, Utc};
     use fleetd::store::device_api::{CheckinReport, ComplianceInput};
@@ -411,15 +411,16 @@ async fn a_batch_moves_compliance_as_if_one_after_another(db: TestDb) {
         }),
     };
     let t0 = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
-    let found = store
-        .record_checkins(vec![
-            (a.id.clone(), report("old"), t0),
-            (b.id.clone(), report("old"), t0),
-            (a.id.clone(), report("want"), t0 + Duration::seconds(1)),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(found, [true, true, true]);
+    // Longer than the store's read chunk (64): `a`'s last check-in is
+    // read after the first 64 were written.
+    let mut batch = vec![
+        (a.id.clone(), report("old"), t0),
+        (b.id.clone(), report("old"), t0),
+    ];
+    batch.extend((0..70).map(|_| (a.id.clone(), report("old"), t0)));
+    batch.push((a.id.clone(), report("want"), t0 + Duration::seconds(1)));
+    let found = store.record_checkins(batch).await.unwrap();
+    assert_eq!(found, [true; 73]);
     let s = store.group_compliance(&g.id).await.unwrap();
     assert_eq!((s.in_sync, s.config_drift), (1, 1), "{s:?}");
 

@@ -143,6 +143,24 @@ pub(super) fn record_checkins(
     tx: &Connection,
     batch: &[(String, CheckinReport, DateTime<Utc>)],
 ) -> Result<Vec<bool>, StoreError> {
+    let mut found = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(CHECKIN_CHUNK) {
+        found.extend(record_chunk(tx, chunk)?);
+    }
+    Ok(found)
+}
+
+/// Check-ins read together by [`record_checkins`]: few round trips on
+/// PostgreSQL, and small enough that each chunk's maps stay in the
+/// allocator's small size classes (a batch of thousands made large
+/// allocations that the allocator returned to the system and faulted in
+/// again, batch after batch). A later chunk reads what earlier ones wrote.
+const CHECKIN_CHUNK: usize = 64;
+
+fn record_chunk(
+    tx: &Connection,
+    batch: &[(String, CheckinReport, DateTime<Utc>)],
+) -> Result<Vec<bool>, StoreError> {
     // Each device once (`CROSS JOIN` keeps the list's order: one
     // primary-key lookup per device, not a scan of the table).
     let ids: BTreeSet<&str> = batch.iter().map(|(id, _, _)| id.as_str()).collect();
