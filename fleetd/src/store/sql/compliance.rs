@@ -50,7 +50,6 @@ fn groups_of(text: Option<String>) -> Vec<String> {
 /// What a check-in's write needs of a device from before it: reported
 /// firmware, applied config digest, and compliance state, reason and
 /// groups (JSON).
-#[derive(Default)]
 struct Before {
     firmware: Option<String>,
     applied: Option<String>,
@@ -59,8 +58,8 @@ struct Before {
     groups: Option<String>,
 }
 
-/// The devices of `ids_json` (a JSON array of distinct ids) as they are now; the
-/// ones that do not exist are missing from the map.
+/// The devices of `ids_json` (a JSON array of distinct ids) as they are
+/// now; the ones that do not exist are missing from the map.
 fn read_before(conn: &Connection, ids_json: &str) -> Result<HashMap<String, Before>, StoreError> {
     let rows = conn
         .prepare_cached(&format!(
@@ -135,8 +134,8 @@ fn newest_release(rows: Vec<(String, String, String)>) -> Option<String> {
 /// and counters. One `false` per device that does not exist.
 ///
 /// What the writes depend on (the devices' rows, their desired firmware)
-/// is read for the whole batch in two statements; a device that checks
-/// in twice in one batch sees its first check-in's result. The store's
+/// is read in two statements per [`CHECKIN_CHUNK`] check-ins; a device
+/// that checks in twice in one batch sees its first check-in's result. The store's
 /// write lock (SQLite's writer, PostgreSQL's advisory lock) keeps the
 /// rows as read until the transaction ends.
 pub(super) fn record_checkins(
@@ -161,8 +160,8 @@ fn record_chunk(
     tx: &Connection,
     batch: &[(String, CheckinReport, DateTime<Utc>)],
 ) -> Result<Vec<bool>, StoreError> {
-    // Each device once (`CROSS JOIN` keeps the list's order: one
-    // primary-key lookup per device, not a scan of the table).
+    // Each device once. `CROSS JOIN` makes SQLite start from the list:
+    // one primary-key lookup per device, not a scan of the table.
     let ids: BTreeSet<&str> = batch.iter().map(|(id, _, _)| id.as_str()).collect();
     let ids_json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
     let mut before = read_before(tx, &ids_json)?;
