@@ -135,16 +135,16 @@ fn newest_release(rows: Vec<(String, String, String)>) -> Option<String> {
 ///
 /// What the writes depend on (the devices' rows, their desired firmware)
 /// is read in two statements per [`CHECKIN_CHUNK`] check-ins; a device
-/// that checks in twice in one batch sees its first check-in's result. The store's
-/// write lock (SQLite's writer, PostgreSQL's advisory lock) keeps the
-/// rows as read until the transaction ends.
+/// that checks in twice in one batch sees its first check-in's result.
+/// The store's write lock (SQLite's writer, PostgreSQL's advisory lock)
+/// keeps the rows as read until the transaction ends.
 pub(super) fn record_checkins(
     tx: &Connection,
     batch: &[(String, CheckinReport, DateTime<Utc>)],
 ) -> Result<Vec<bool>, StoreError> {
     let mut found = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(CHECKIN_CHUNK) {
-        found.extend(record_chunk(tx, chunk)?);
+        record_chunk(tx, chunk, &mut found)?;
     }
     Ok(found)
 }
@@ -156,10 +156,13 @@ pub(super) fn record_checkins(
 /// again, batch after batch). A later chunk reads what earlier ones wrote.
 const CHECKIN_CHUNK: usize = 64;
 
+/// [`record_checkins`] for one chunk; pushes one outcome per check-in
+/// to `found`.
 fn record_chunk(
     tx: &Connection,
     batch: &[(String, CheckinReport, DateTime<Utc>)],
-) -> Result<Vec<bool>, StoreError> {
+    found: &mut Vec<bool>,
+) -> Result<(), StoreError> {
     // Each device once. `CROSS JOIN` makes SQLite start from the list:
     // one primary-key lookup per device, not a scan of the table.
     let ids: BTreeSet<&str> = batch.iter().map(|(id, _, _)| id.as_str()).collect();
@@ -179,7 +182,6 @@ fn record_chunk(
                 stale_at = ?6
           WHERE id = ?1",
     )?;
-    let mut found = Vec::with_capacity(batch.len());
     for (device_id, report, at) in batch {
         let Some(row) = before.get_mut(device_id) else {
             found.push(false);
@@ -209,7 +211,7 @@ fn record_chunk(
         }
         found.push(true);
     }
-    Ok(found)
+    Ok(())
 }
 
 /// Evaluates a checked-in device's compliance and moves it (and the
