@@ -49,7 +49,13 @@ fn bench_driver_produces_every_figure() {
     assert_eq!(dev["devices"], 20, "{dev}");
     assert_eq!(dev["enroll"]["ops"], 20, "{dev}");
     assert_eq!(dev["rollout_assigned"], 20, "{dev}");
-    for rate in ["enroll", "fresh_ping", "keepalive_ping", "checkin"] {
+    for rate in [
+        "enroll",
+        "fresh_ping",
+        "keepalive_ping",
+        "checkin",
+        "checkin_resend",
+    ] {
         assert!(
             dev[rate]["per_sec"].as_f64().unwrap() > 0.0,
             "{rate}: {dev}"

@@ -168,10 +168,17 @@ pub struct BenchReport {
     pub provision_secs: f64,
     pub enroll: Rate,
     pub keepalive_ping: Rate,
+    /// Check-ins of devices that report the digest of the config they
+    /// applied (as the simulator's devices do): the config is sent once.
     pub checkin: Rate,
+    /// Check-ins of devices that never report a digest: fleetd sends the
+    /// whole config back every time.
+    pub checkin_resend: Rate,
     pub fresh_ping: Rate,
     /// checkin / keep-alive ping.
     pub checkin_ratio: f64,
+    /// checkin_resend / keep-alive ping.
+    pub checkin_resend_ratio: f64,
     /// enroll / fresh ping.
     pub enroll_ratio: f64,
     /// Mean server+client time per operation at the concurrency used
@@ -283,16 +290,18 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
     let fresh_ping = Rate::merge(&[fresh_before, fresh_after]);
 
     // ------------------------------------------------- keep-alive phases
-    // Ping and check-in alternate in rounds, so that a change in the
-    // machine's load hits both.
-    let (mut pings, mut checkins) = (Vec::new(), Vec::new());
+    // Ping and both kinds of check-in alternate in rounds, so that a
+    // change in the machine's load hits all three.
+    let (mut pings, mut checkins, mut resends) = (Vec::new(), Vec::new(), Vec::new());
     let round = cfg.phase / ROUNDS;
     for _ in 0..ROUNDS {
         pings.push(closed_loop(&mut clients, round, Op::Ping, pid).await);
         checkins.push(closed_loop(&mut clients, round, Op::Checkin, pid).await);
+        resends.push(closed_loop(&mut clients, round, Op::CheckinResend, pid).await);
     }
     let keepalive_ping = Rate::merge(&pings);
     let checkin = Rate::merge(&checkins);
+    let checkin_resend = Rate::merge(&resends);
 
     // ---------------------------------------------------------- rollout
     let fw: Value = admin
@@ -383,6 +392,7 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
         devices: n,
         provision_secs,
         checkin_ratio: ratio(checkin.per_sec, keepalive_ping.per_sec),
+        checkin_resend_ratio: ratio(checkin_resend.per_sec, keepalive_ping.per_sec),
         enroll_ratio: ratio(enroll.per_sec, fresh_ping.per_sec),
         handshake_cost_ms: cost(&fresh_ping) - cost(&keepalive_ping),
         enroll_work_ms: cost(&enroll) - cost(&fresh_ping),
@@ -391,6 +401,7 @@ pub async fn run(cfg: &BenchConfig, admin: &Admin) -> anyhow::Result<BenchReport
         enroll,
         keepalive_ping,
         checkin,
+        checkin_resend,
         fresh_ping,
         rollout_assigned,
         rollout_secs,
@@ -463,7 +474,11 @@ async fn provision(
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Ping,
+    /// A check-in reporting the digest of the config the device applied,
+    /// learnt from its first check-in of the round.
     Checkin,
+    /// A check-in without a digest (fleetd sends the config back).
+    CheckinResend,
 }
 
 /// Every client calls `op` back to back for `phase`; the clients come
@@ -482,6 +497,7 @@ async fn closed_loop(
         tasks.spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
+            let mut applied: Option<String> = None;
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let ok = match op {
@@ -489,7 +505,26 @@ async fn closed_loop(
                         client.call::<(), Value>(Method::GET, "/ping", None).await,
                         Ok(Answer::Ok(..))
                     ),
-                    Op::Checkin => matches!(
+                    Op::Checkin => match client
+                        .call::<_, CheckinResponse>(
+                            Method::POST,
+                            "/checkin",
+                            Some(&CheckinRequest {
+                                config_digest: applied.clone(),
+                                ..checkin_body()
+                            }),
+                        )
+                        .await
+                    {
+                        Ok(Answer::Ok(_, resp)) => {
+                            if let Some(config) = &resp.config {
+                                applied = Some(fleet_domain::compliance::config_digest(config));
+                            }
+                            true
+                        }
+                        _ => false,
+                    },
+                    Op::CheckinResend => matches!(
                         client
                             .call::<_, CheckinResponse>(
                                 Method::POST,

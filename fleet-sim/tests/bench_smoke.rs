@@ -27,7 +27,13 @@ async fn device_bench_measures_every_figure() {
     assert_eq!(r.enroll.ops, 20, "{r:?}");
     assert_eq!(r.enroll.errors, 0, "{r:?}");
     assert_eq!(r.fresh_ping.ops, 20, "{r:?}");
-    for rate in [&r.enroll, &r.keepalive_ping, &r.checkin, &r.fresh_ping] {
+    for rate in [
+        &r.enroll,
+        &r.keepalive_ping,
+        &r.checkin,
+        &r.checkin_resend,
+        &r.fresh_ping,
+    ] {
         assert!(rate.ops > 0 && rate.per_sec > 0.0, "{r:?}");
         assert!(rate.p99_ms >= rate.p50_ms, "{r:?}");
         let fleetd = rate.fleetd_cpu_us.expect("fleetd CPU read through /proc");
@@ -37,7 +43,9 @@ async fn device_bench_measures_every_figure() {
     }
     assert_eq!(r.keepalive_ping.errors, 0, "{r:?}");
     assert_eq!(r.checkin.errors, 0, "{r:?}");
+    assert_eq!(r.checkin_resend.errors, 0, "{r:?}");
     assert!(r.checkin_ratio > 0.0 && r.enroll_ratio > 0.0, "{r:?}");
+    assert!(r.checkin_resend_ratio > 0.0, "{r:?}");
     assert!(r.cert_parse_us > 0.0 && r.cert_verify_us > 0.0, "{r:?}");
     assert!(r.rollout_first_secs > 0.0 && r.rollout_first_secs <= r.rollout_secs);
     // Every device was handed the rollout's assignment.
@@ -47,6 +55,22 @@ async fn device_bench_measures_every_figure() {
         "{r:?}"
     );
     assert!(r.rollout_checkins >= 20);
+    // The check-ins that report a digest reported the one of the config
+    // they were sent: every device is in sync (a device that never
+    // reported one would count as config drift).
+    let groups = fleetd.get("/v1/device-groups?limit=100").await;
+    let group = groups["items"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == "smoke-fleet"))
+        .unwrap_or_else(|| panic!("{groups}"));
+    let summary = fleetd
+        .get(&format!(
+            "/v1/device-groups/{}/compliance",
+            group["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(summary["in_sync"], 20, "{summary}");
+    assert_eq!(summary["config_drift"], 0, "{summary}");
     // The persisted check-ins are visible on the admin API.
     let devices = fleetd.get("/v1/devices?limit=100").await;
     let items = devices["items"]
