@@ -76,6 +76,9 @@ pub struct Rate {
 
 /// Rounds each keep-alive phase is split into.
 const ROUNDS: u32 = 3;
+/// Calls each client makes in a round before it is measured
+/// ([`closed_loop`]).
+const WARMUP_CALLS: u32 = 2;
 
 impl Rate {
     /// Rates measured in turns, as one: total ops over total time,
@@ -482,21 +485,31 @@ enum Op {
 }
 
 /// Every client calls `op` back to back for `phase`; the clients come
-/// back for the next phase.
+/// back for the next phase. Calls are measured once every client has
+/// made two (or from half the phase on): the switch from another
+/// operation (memory the allocator gave back, caches) slowed whichever
+/// operation came first after it by 5-10%, which made the order of the
+/// operations in a round matter.
 async fn closed_loop(
     clients: &mut Vec<DeviceClient>,
     phase: Duration,
     op: Op,
     fleetd_pid: Option<u32>,
 ) -> (Rate, Vec<Duration>) {
-    let start = Instant::now();
-    let cpu = CpuMark::now(fleetd_pid);
-    let deadline = start + phase;
+    let begin = Instant::now();
+    let deadline = begin + phase;
+    let n = clients.len();
+    // Clients that made their warm-up calls; then the nanoseconds from
+    // `begin` at which measuring started.
+    let warm = Arc::new(AtomicU64::new(0));
+    let measured_from = Arc::new(AtomicU64::new(u64::MAX));
     let mut tasks = tokio::task::JoinSet::new();
     for mut client in clients.drain(..) {
+        let (warm, measured_from) = (Arc::clone(&warm), Arc::clone(&measured_from));
         tasks.spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
+            let mut calls = 0u32;
             let mut applied: Option<String> = None;
             while Instant::now() < deadline {
                 let t = Instant::now();
@@ -535,8 +548,15 @@ async fn closed_loop(
                         Ok(Answer::Ok(..))
                     ),
                 };
+                calls += 1;
+                if calls == WARMUP_CALLS {
+                    warm.fetch_add(1, Ordering::Relaxed);
+                }
                 if ok {
-                    lat.push(t.elapsed());
+                    let since = t.duration_since(begin).as_nanos() as u64;
+                    if since >= measured_from.load(Ordering::Relaxed) {
+                        lat.push(t.elapsed());
+                    }
                 } else {
                     errors += 1;
                     client.disconnect();
@@ -546,6 +566,15 @@ async fn closed_loop(
             (client, lat, errors)
         });
     }
+    while warm.load(Ordering::Relaxed) < n as u64 && begin.elapsed() < phase / 2 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let start = Instant::now();
+    measured_from.store(
+        start.duration_since(begin).as_nanos() as u64,
+        Ordering::Relaxed,
+    );
+    let cpu = CpuMark::now(fleetd_pid);
     let mut lat = Vec::new();
     let mut errors = 0;
     while let Some(r) = tasks.join_next().await {

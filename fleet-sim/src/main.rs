@@ -58,7 +58,9 @@ enum Command {
         fleetd_data_dir: PathBuf,
         #[arg(long, default_value_t = 1000)]
         devices: usize,
-        /// Seconds of each keep-alive phase (ping, check-in).
+        /// Seconds of each keep-alive phase (ping, check-in, check-in with
+        /// the config sent back); a round is measured once every device made
+        /// two calls.
         #[arg(long, default_value_t = 5.0)]
         phase_secs: f64,
         #[arg(long, default_value_t = 64)]
