@@ -28,7 +28,7 @@
 //! JSON work shares the CPU: both the figure and its ceiling carry it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -499,10 +499,9 @@ async fn closed_loop(
     let begin = Instant::now();
     let deadline = begin + phase;
     let n = clients.len();
-    // Clients that made their warm-up calls; then the nanoseconds from
-    // `begin` at which measuring started.
+    // Clients that made their warm-up calls; then when measuring started.
     let warm = Arc::new(AtomicU64::new(0));
-    let measured_from = Arc::new(AtomicU64::new(u64::MAX));
+    let measured_from = Arc::new(OnceLock::<Instant>::new());
     let mut tasks = tokio::task::JoinSet::new();
     for mut client in clients.drain(..) {
         let (warm, measured_from) = (Arc::clone(&warm), Arc::clone(&measured_from));
@@ -518,43 +517,31 @@ async fn closed_loop(
                         client.call::<(), Value>(Method::GET, "/ping", None).await,
                         Ok(Answer::Ok(..))
                     ),
-                    Op::Checkin => match client
-                        .call::<_, CheckinResponse>(
-                            Method::POST,
-                            "/checkin",
-                            Some(&CheckinRequest {
-                                config_digest: applied.clone(),
-                                ..checkin_body()
-                            }),
-                        )
-                        .await
-                    {
-                        Ok(Answer::Ok(_, resp)) => {
-                            if let Some(config) = &resp.config {
-                                applied = Some(fleet_domain::compliance::config_digest(config));
+                    Op::Checkin | Op::CheckinResend => {
+                        let body = CheckinRequest {
+                            config_digest: applied.clone(),
+                            ..checkin_body()
+                        };
+                        match client
+                            .call::<_, CheckinResponse>(Method::POST, "/checkin", Some(&body))
+                            .await
+                        {
+                            Ok(Answer::Ok(_, resp)) => {
+                                if let (Op::Checkin, Some(config)) = (op, &resp.config) {
+                                    applied = Some(fleet_domain::compliance::config_digest(config));
+                                }
+                                true
                             }
-                            true
+                            _ => false,
                         }
-                        _ => false,
-                    },
-                    Op::CheckinResend => matches!(
-                        client
-                            .call::<_, CheckinResponse>(
-                                Method::POST,
-                                "/checkin",
-                                Some(&checkin_body())
-                            )
-                            .await,
-                        Ok(Answer::Ok(..))
-                    ),
+                    }
                 };
                 calls += 1;
                 if calls == WARMUP_CALLS {
                     warm.fetch_add(1, Ordering::Relaxed);
                 }
                 if ok {
-                    let since = t.duration_since(begin).as_nanos() as u64;
-                    if since >= measured_from.load(Ordering::Relaxed) {
+                    if measured_from.get().is_some_and(|from| t >= *from) {
                         lat.push(t.elapsed());
                     }
                 } else {
@@ -569,11 +556,7 @@ async fn closed_loop(
     while warm.load(Ordering::Relaxed) < n as u64 && begin.elapsed() < phase / 2 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let start = Instant::now();
-    measured_from.store(
-        start.duration_since(begin).as_nanos() as u64,
-        Ordering::Relaxed,
-    );
+    let start = *measured_from.get_or_init(Instant::now);
     let cpu = CpuMark::now(fleetd_pid);
     let mut lat = Vec::new();
     let mut errors = 0;
