@@ -376,7 +376,12 @@ def main():
     ap.add_argument("--sizes", default="1000", help="terraform plan/apply resource counts")
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--device-sizes", default="1000,3000,10000")
-    ap.add_argument("--phase-secs", type=float, default=5.0)
+    # 15 s: three rounds of 5 s per operation. With rounds of 5/3 s, 10,000
+    # devices made about one measured call each after the warm-up, and
+    # fleetd's CPU per check-in was that of the switch, not of a steady
+    # state (BENCHMARKS.md, fifteenth session).
+    ap.add_argument("--phase-secs", type=float, default=15.0,
+                    help="seconds of each keep-alive operation, split into 3 rounds")
     ap.add_argument("--engine-sizes", default="10000,100000,1000000")
     ap.add_argument("--pg-devices", type=int, default=2000,
                     help="devices for the PostgreSQL vs SQLite device-API comparison (`--only pg`)")
