@@ -21,6 +21,12 @@ use fleet_sim::admin::Admin;
 use fleet_sim::{Endpoint, Factory, SimConfig, Simulation, Stats};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// The same allocator as fleetd's: ten thousand devices' requests allocate
+/// and free small objects across threads, and with glibc's malloc that
+/// work grew with the device count (BENCHMARKS.md, fifteenth session).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fleet-sim",
