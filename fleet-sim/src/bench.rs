@@ -102,8 +102,12 @@ impl Rate {
     }
 
     /// With the CPU used between `before` and now charged to its ops.
-    fn with_cpu(mut self, before: CpuMark, pid: Option<u32>) -> Rate {
-        let after = CpuMark::now(pid);
+    fn with_cpu(self, before: CpuMark, pid: Option<u32>) -> Rate {
+        self.with_cpu_between(before, CpuMark::now(pid))
+    }
+
+    /// With the CPU used between the two marks charged to its ops.
+    fn with_cpu_between(mut self, before: CpuMark, after: CpuMark) -> Rate {
         let per_op =
             |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / self.ops.max(1) as f64);
         self.fleetd_cpu_us = per_op(before.fleetd, after.fleetd);
@@ -490,6 +494,13 @@ enum Op {
 /// operation (memory the allocator gave back, caches) slowed whichever
 /// operation came first after it by 5-10%, which made the order of the
 /// operations in a round matter.
+///
+/// The rate is the calls that *complete* inside the measured window over
+/// its length, and the CPU is read at its two ends. Counting the calls
+/// that start inside it, until the last of them finished, left out the
+/// calls in flight at its start and so read low by latency / (window +
+/// latency): most for the slowest operation (BENCHMARKS.md, fifteenth
+/// session).
 async fn closed_loop(
     clients: &mut Vec<DeviceClient>,
     phase: Duration,
@@ -541,8 +552,9 @@ async fn closed_loop(
                     warm.fetch_add(1, Ordering::Relaxed);
                 }
                 if ok {
-                    if measured_from.get().is_some_and(|from| t >= *from) {
-                        lat.push(t.elapsed());
+                    let done = Instant::now();
+                    if measured_from.get().is_some_and(|from| done >= *from) && done <= deadline {
+                        lat.push(done - t);
                     }
                 } else {
                     errors += 1;
@@ -558,6 +570,8 @@ async fn closed_loop(
     }
     let start = *measured_from.get_or_init(Instant::now);
     let cpu = CpuMark::now(fleetd_pid);
+    tokio::time::sleep_until(deadline.into()).await;
+    let cpu_end = CpuMark::now(fleetd_pid);
     let mut lat = Vec::new();
     let mut errors = 0;
     while let Some(r) = tasks.join_next().await {
@@ -567,10 +581,9 @@ async fn closed_loop(
             errors += e;
         }
     }
-    // Calls in flight at the deadline finish after it; count the time
-    // they took.
+    let secs = deadline.saturating_duration_since(start).as_secs_f64();
     (
-        Rate::new(lat.clone(), errors, start.elapsed().as_secs_f64()).with_cpu(cpu, fleetd_pid),
+        Rate::new(lat.clone(), errors, secs).with_cpu_between(cpu, cpu_end),
         lat,
     )
 }
