@@ -396,7 +396,7 @@ def main():
     hs_runs = 20
     if args.smoke:
         bins = os.path.join(os.path.dirname(RELEASE), "debug")
-        args.sizes, args.runs, args.device_sizes, args.phase_secs = "3", 2, "20", 0.5
+        args.sizes, args.runs, args.device_sizes, args.phase_secs = "3", 2, "20", 1.5
         args.pg_devices = 20
         hs_runs = 3
         only.discard("engine")

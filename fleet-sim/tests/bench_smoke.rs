@@ -16,7 +16,7 @@ async fn device_bench_measures_every_figure() {
     let cfg = BenchConfig {
         endpoint: fleetd.endpoint(),
         devices: 20,
-        phase: Duration::from_millis(500),
+        phase: Duration::from_millis(1500),
         connect_concurrency: 8,
         prefix: "smoke".into(),
         // fleetd runs in this process here, so "its" CPU time (read
