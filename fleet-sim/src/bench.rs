@@ -553,7 +553,7 @@ async fn closed_loop(
                 }
                 if ok {
                     let done = Instant::now();
-                    if measured_from.get().is_some_and(|from| done >= *from) && done <= deadline {
+                    if in_window(done, measured_from.get(), deadline) {
                         lat.push(done - t);
                     }
                 } else {
@@ -586,6 +586,14 @@ async fn closed_loop(
         Rate::new(lat.clone(), errors, secs).with_cpu_between(cpu, cpu_end),
         lat,
     )
+}
+
+/// Whether a call that completed at `done` counts: inside the measured
+/// window, from `from` (unset while the clients warm up) to `deadline`.
+/// When it started does not matter: in a steady state as many calls are
+/// in flight at the window's start as at its end.
+fn in_window(done: Instant, from: Option<&Instant>, deadline: Instant) -> bool {
+    from.is_some_and(|from| done >= *from) && done <= deadline
 }
 
 /// One ping per device, each on a new client (no TLS session to resume:
@@ -628,6 +636,21 @@ async fn fresh_ping(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_counts_where_it_completes() {
+        let from = Instant::now();
+        let deadline = from + Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        // In flight when the window opened, completed inside it: counted.
+        assert!(in_window(from + ms(10), Some(&from), deadline));
+        assert!(in_window(deadline, Some(&from), deadline));
+        // Completed after the deadline, or before the window: not.
+        assert!(!in_window(deadline + ms(1), Some(&from), deadline));
+        assert!(!in_window(from - ms(1), Some(&from), deadline));
+        // Still warming up.
+        assert!(!in_window(from + ms(10), None, deadline));
+    }
 
     #[test]
     fn cpu_secs_reads_utime_and_stime_after_the_command_name() {
