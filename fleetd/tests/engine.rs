@@ -1376,6 +1376,84 @@ async fn a_batch_of_results_is_one_transaction_with_an_outcome_per_item() {
     assert!(s.record_results(Vec::new()).await.unwrap().is_empty());
 }
 
+/// A batch larger than one statement of the store's result write: new
+/// reports and repeats of earlier ones mixed in every statement, so that
+/// some write fewer rows than they name.
+#[tokio::test]
+async fn a_large_batch_mixes_new_reports_with_repeats() {
+    const N: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(&dir, N).await;
+    let s = f.store.as_ref();
+    let id = create(s, spec(&f.v2, &[&f.group], &[(100.0, "0s")])).await;
+    tick(s, t0()).await;
+    let mut wave = in_state(s, &id, DeviceState::InProgress).await;
+    assert_eq!(wave.len(), N);
+    // Not in id order, so that repeats and new reports share statements.
+    wave.sort_by_key(|d| d.chars().rev().collect::<String>());
+    let item = |device: &str, outcome: UpdateOutcome| ResultRecord {
+        device_id: device.to_owned(),
+        rollout_id: id.clone(),
+        outcome,
+        at: t0(),
+    };
+    let first: Vec<ResultRecord> = wave[..N / 2]
+        .iter()
+        .map(|d| item(d, UpdateOutcome::Succeeded))
+        .collect();
+    for outcome in s.record_results(first).await.unwrap() {
+        outcome.unwrap();
+    }
+    // The first half again (every seventh contradicting itself), and the
+    // second half for the first time (every fiftieth failing).
+    let expect = |i: usize| match (i < N / 2, i.is_multiple_of(7), i.is_multiple_of(50)) {
+        (true, true, _) => None,
+        (true, false, _) | (false, _, false) => Some(DeviceState::Succeeded),
+        (false, _, true) => Some(DeviceState::Failed),
+    };
+    let second: Vec<ResultRecord> = wave
+        .iter()
+        .enumerate()
+        .map(
+            |(i, d)| match (i < N / 2, i.is_multiple_of(7), i.is_multiple_of(50)) {
+                (true, true, _) => item(d, failed("late")),
+                (false, _, true) => item(d, failed("disk full")),
+                _ => item(d, UpdateOutcome::Succeeded),
+            },
+        )
+        .collect();
+    let outcomes = s.record_results(second).await.unwrap();
+    assert_eq!(outcomes.len(), N);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match expect(i) {
+            None => assert!(
+                matches!(outcome, Err(StoreError::Conflict { message, .. })
+                    if message.contains("already reported succeeded")),
+                "device {i}: {outcome:?}"
+            ),
+            Some(_) => assert!(outcome.is_ok(), "device {i}: {outcome:?}"),
+        }
+    }
+    let failures = (N / 2..N).filter(|i| i.is_multiple_of(50)).count() as i64;
+    assert_eq!(
+        seen(s, &id).await.1,
+        [N as i64, 0, 0, N as i64 - failures, failures, 0]
+    );
+    check(s, &id).await;
+    for (i, d) in wave.iter().enumerate() {
+        let row = s.get_rollout_device(&id, d).await.unwrap();
+        let want = expect(i).unwrap_or(DeviceState::Succeeded);
+        assert_eq!(row.state, want, "device {i}");
+        assert_eq!(row.attempt, 1, "device {i}");
+        assert!(
+            row.assigned_at.is_some() && row.deadline.is_some(),
+            "device {i}"
+        );
+        let reason = (want == DeviceState::Failed).then_some("disk full");
+        assert_eq!(row.reason.as_deref(), reason, "device {i}");
+    }
+}
+
 // ------------------------------------------------------------------ durability
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -1434,36 +1435,16 @@ fn write_expected(
         return Ok(done);
     }
     let waves = Waves::covering(tx, row, groups.values().flat_map(|(_, ids)| ids))?;
-    // One statement per transition and wave: a row in progress takes the
-    // transition; a wave device's row (pending, no reason, at or below the
-    // cursor `?10`; none when `?10` is NULL) takes it with its wave's
-    // values (`?7`–`?9`) and its previous firmware, read now. Each row is
-    // found once, whichever it is.
-    let mut stmt = tx.prepare_cached(&format!(
-        concat!(
-            "UPDATE rollout_devices
-                SET state = ?4, reason = ?5, updated_at = ?6, rollback_state = NULL,
-                    attempt = CASE WHEN state = 'pending' THEN 1 ELSE attempt END,
-                    delivered_at = CASE WHEN state = 'pending' THEN NULL ELSE delivered_at END,
-                    phase = CASE WHEN state = 'pending' THEN ?7 ELSE phase END,
-                    assigned_at = CASE WHEN state = 'pending' THEN ?8 ELSE assigned_at END,
-                    deadline = CASE WHEN state = 'pending' THEN ?9 ELSE deadline END,
-                    previous_firmware_id = CASE WHEN state = 'pending' THEN ",
-            previous_firmware!("?1", "?2", "rollout_devices.device_id"),
-            " ELSE previous_firmware_id END
-              WHERE rollout = ?1 AND device_id IN (SELECT value FROM {})
-                AND ((state = 'in_progress' AND rollback_state IS NULL)
-                     OR ",
-            wave_device!("rollout_devices", "?10"),
-            ")
-             RETURNING device_id"
-        ),
-        db::json_text_elements("?3")
-    ))?;
+    // One statement per transition, wave and chunk of devices: a row in
+    // progress takes the transition; a wave device's row (pending, no
+    // reason, at or below the cursor `?9`; none when `?9` is NULL) takes
+    // it with its wave's values (`?6`–`?8`) and its previous firmware,
+    // read now. Each row is found once, whichever it is.
+    let mut stmt = tx.prepare_cached(&RESULT_WRITE)?;
+    let absent: Option<&str> = None;
     for (t, (state, ids)) in groups {
         let mut n = 0;
         for (wave, ids) in waves.split(ids) {
-            let json = serde_json::to_string(&ids).map_err(StoreError::backend)?;
             let (phase, assigned_at, deadline, cursor) = match wave {
                 Some(w) => (
                     Some(w.phase),
@@ -1473,26 +1454,104 @@ fn write_expected(
                 ),
                 None => (None, None, None, None),
             };
-            let mut rows = stmt.query(params![
-                row.seq,
-                row.firmware_id,
-                json,
-                t.to,
-                t.reason,
-                t.at,
-                phase,
-                assigned_at,
-                deadline,
-                cursor
-            ])?;
-            while let Some(r) = rows.next()? {
-                done.insert(r.get(0)?);
-                n += 1;
+            for chunk in ids.chunks(RESULT_CHUNK) {
+                let mut values: Vec<&dyn db::ToSql> = vec![
+                    &row.seq,
+                    &row.firmware_id,
+                    &t.to,
+                    &t.reason,
+                    &t.at,
+                    &phase,
+                    &assigned_at,
+                    &deadline,
+                    &cursor,
+                ];
+                values.extend(chunk.iter().map(|id| id as &dyn db::ToSql));
+                values.resize(RESULT_FIXED + RESULT_CHUNK, &absent);
+                let written = stmt.execute(&values[..])?;
+                n += written;
+                if written == chunk.len() {
+                    done.extend(chunk.iter().map(|id| (*id).to_owned()));
+                } else {
+                    done.extend(already_there(tx, row.seq, t.to, chunk)?);
+                }
             }
         }
-        delta.moved(DeviceState::InProgress, state, n);
+        delta.moved(DeviceState::InProgress, state, n as u64);
     }
     Ok(done)
+}
+
+/// Device ids per statement of [`write_expected`]: bound as a list of
+/// parameters (padded with NULL), not a JSON array. With a subquery in
+/// its condition, or a `RETURNING` clause, SQLite runs a multi-row
+/// `UPDATE` in two passes, first collecting the key of every row it will
+/// write; as a plain list it writes each row as it finds it.
+const RESULT_CHUNK: usize = 250;
+/// Parameters of [`RESULT_WRITE`] before the device ids.
+const RESULT_FIXED: usize = 9;
+
+/// [`write_expected`]'s statement (see there for its parameters).
+static RESULT_WRITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        concat!(
+            "UPDATE rollout_devices
+                SET state = ?3, reason = ?4, updated_at = ?5, rollback_state = NULL,
+                    attempt = CASE WHEN state = 'pending' THEN 1 ELSE attempt END,
+                    delivered_at = CASE WHEN state = 'pending' THEN NULL ELSE delivered_at END,
+                    phase = CASE WHEN state = 'pending' THEN ?6 ELSE phase END,
+                    assigned_at = CASE WHEN state = 'pending' THEN ?7 ELSE assigned_at END,
+                    deadline = CASE WHEN state = 'pending' THEN ?8 ELSE deadline END,
+                    previous_firmware_id = CASE WHEN state = 'pending' THEN ",
+            previous_firmware!("?1", "?2", "rollout_devices.device_id"),
+            " ELSE previous_firmware_id END
+              WHERE rollout = ?1 AND device_id IN ({})
+                AND ((state = 'in_progress' AND rollback_state IS NULL)
+                     OR ",
+            wave_device!("rollout_devices", "?9"),
+            ")"
+        ),
+        placeholders(RESULT_FIXED + 1, RESULT_CHUNK)
+    )
+});
+
+/// `?from, ?from+1, …`: `count` numbered parameters.
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Of `ids` (at most [`RESULT_CHUNK`]), the devices whose row in the
+/// rollout keyed `seq` is in the state `to` with no rollback: after a
+/// [`write_expected`] statement that did not write every row of its
+/// chunk, the ones it wrote, and any that were already there. For the
+/// latter the domain decides a repeated report as unchanged (nothing to
+/// write, accepted), so they count as done too.
+fn already_there(
+    tx: &Connection,
+    seq: i64,
+    to: &str,
+    ids: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT device_id FROM rollout_devices
+              WHERE rollout = ?1 AND device_id IN ({}) AND state = ?2
+                AND rollback_state IS NULL",
+            placeholders(3, RESULT_CHUNK)
+        )
+    });
+    let absent: Option<&str> = None;
+    let mut values: Vec<&dyn db::ToSql> = vec![&seq, &to];
+    values.extend(ids.iter().map(|id| id as &dyn db::ToSql));
+    values.resize(2 + RESULT_CHUNK, &absent);
+    let rows = tx
+        .prepare_cached(&SQL)?
+        .query_map(&values[..], |r| r.get(0))?
+        .collect::<db::Result<_>>()?;
+    Ok(rows)
 }
 
 /// A rollout's assignment cursor and the waves that cover a set of device

@@ -6,7 +6,7 @@
 
 use rusqlite::ErrorCode;
 pub(super) use rusqlite::{
-    params, types, Connection, Error, OptionalExtension, Result, Row, Transaction,
+    params, types, Connection, Error, OptionalExtension, Result, Row, ToSql, Transaction,
     TransactionBehavior,
 };
 
