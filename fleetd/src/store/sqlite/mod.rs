@@ -255,7 +255,6 @@ fn configure(conn: &Connection) -> anyhow::Result<()> {
     // loses the last commits on power loss; FULL halves write throughput.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
