@@ -1441,7 +1441,6 @@ fn write_expected(
     // it with its wave's values (`?6`–`?8`) and its previous firmware,
     // read now. Each row is found once, whichever it is.
     let mut stmt = tx.prepare_cached(&RESULT_WRITE)?;
-    let absent: Option<&str> = None;
     for (t, (state, ids)) in groups {
         let mut n = 0;
         for (wave, ids) in waves.split(ids) {
@@ -1455,19 +1454,20 @@ fn write_expected(
                 None => (None, None, None, None),
             };
             for chunk in ids.chunks(RESULT_CHUNK) {
-                let mut values: Vec<&dyn db::ToSql> = vec![
-                    &row.seq,
-                    &row.firmware_id,
-                    &t.to,
-                    &t.reason,
-                    &t.at,
-                    &phase,
-                    &assigned_at,
-                    &deadline,
-                    &cursor,
-                ];
-                values.extend(chunk.iter().map(|id| id as &dyn db::ToSql));
-                values.resize(RESULT_FIXED + RESULT_CHUNK, &absent);
+                let values = with_ids(
+                    vec![
+                        &row.seq,
+                        &row.firmware_id,
+                        &t.to,
+                        &t.reason,
+                        &t.at,
+                        &phase,
+                        &assigned_at,
+                        &deadline,
+                        &cursor,
+                    ],
+                    chunk,
+                );
                 let written = stmt.execute(&values[..])?;
                 n += written;
                 if written == chunk.len() {
@@ -1488,10 +1488,9 @@ fn write_expected(
 /// `UPDATE` in two passes, first collecting the key of every row it will
 /// write; as a plain list it writes each row as it finds it.
 const RESULT_CHUNK: usize = 250;
-/// Parameters of [`RESULT_WRITE`] before the device ids.
-const RESULT_FIXED: usize = 9;
 
-/// [`write_expected`]'s statement (see there for its parameters).
+/// [`write_expected`]'s statement (see there for its parameters; the
+/// device ids are `?10` on).
 static RESULT_WRITE: LazyLock<String> = LazyLock::new(|| {
     format!(
         concat!(
@@ -1511,7 +1510,7 @@ static RESULT_WRITE: LazyLock<String> = LazyLock::new(|| {
             wave_device!("rollout_devices", "?9"),
             ")"
         ),
-        placeholders(RESULT_FIXED + 1, RESULT_CHUNK)
+        placeholders(10, RESULT_CHUNK)
     )
 });
 
@@ -1521,6 +1520,17 @@ fn placeholders(from: usize, count: usize) -> String {
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The parameters of a statement that names up to [`RESULT_CHUNK`]
+/// devices after its `fixed` ones: the ids, then NULL for the rest of
+/// the list (NULL matches no row).
+fn with_ids<'a>(mut fixed: Vec<&'a dyn db::ToSql>, ids: &'a [&str]) -> Vec<&'a dyn db::ToSql> {
+    const ABSENT: Option<&str> = None;
+    let len = fixed.len() + RESULT_CHUNK;
+    fixed.extend(ids.iter().map(|id| id as &dyn db::ToSql));
+    fixed.resize(len, &ABSENT);
+    fixed
 }
 
 /// Of `ids` (at most [`RESULT_CHUNK`]), the devices whose row in the
@@ -1543,10 +1553,7 @@ fn already_there(
             placeholders(3, RESULT_CHUNK)
         )
     });
-    let absent: Option<&str> = None;
-    let mut values: Vec<&dyn db::ToSql> = vec![&seq, &to];
-    values.extend(ids.iter().map(|id| id as &dyn db::ToSql));
-    values.resize(2 + RESULT_CHUNK, &absent);
+    let values = with_ids(vec![&seq, &to], ids);
     let rows = tx
         .prepare_cached(&SQL)?
         .query_map(&values[..], |r| r.get(0))?
