@@ -174,7 +174,7 @@ def state_bytes_per_resource(d, n):
 AWS_IOT_JOBS_MAX_PER_MIN = 1000.0  # AWS IoT Jobs: maximum rollout rate, devices per minute
 
 
-def bench_terraform(n, runs, bins, provider, mirror, rows):
+def bench_terraform(n, runs, bins, provider, mirror, rows, state_sizes=()):
     with tempfile.TemporaryDirectory(prefix="fleetform-bench-") as tmp:
         data = os.path.join(tmp, "fleetd")
         os.makedirs(data)
@@ -205,19 +205,27 @@ def bench_terraform(n, runs, bins, provider, mirror, rows):
             # fleet apply). Terraform core rewrites and compares the whole state
             # after every resource it applies, so its own cost grows with the
             # state's size; this anchor separates that from our processes' work.
+            # With --null-state-sizes, more such anchors at the given bytes per
+            # resource: Terraform core's own cost at that state size.
             pad_dir = os.path.join(tmp, "null-padded")
             os.makedirs(pad_dir)
-            applies = {"fleet": [], "null": [], "null-padded": []}
-            plans = {"fleet": [], "null": [], "null-padded": []}
-            cpu = {"fleet": [], "null": [], "null-padded": []}
+            pads = {"null-padded": (pad_dir, None)}
+            for size in state_sizes:
+                pads[f"null-{size}"] = (os.path.join(tmp, f"null-{size}"), size)
+                os.makedirs(pads[f"null-{size}"][0])
+            configs = [("fleet", fleet_dir, env_fleet), ("null", null_dir, env_null)]
+            configs += [(name, d, env_null) for name, (d, _) in pads.items()]
+            applies = {name: [] for name, _, _ in configs}
+            plans = {name: [] for name, _, _ in configs}
+            cpu = {name: [] for name, _, _ in configs}
             fleetd_cpu = []
             state_bytes = {}
-            configs = [("fleet", fleet_dir, env_fleet), ("null", null_dir, env_null), ("null-padded", pad_dir, env_null)]
             for _ in range(max(1, runs // 2)):
                 for name, d, env in configs:
-                    if name == "null-padded" and not os.path.exists(os.path.join(pad_dir, ".terraform")):
-                        write_null_config(pad_dir, n, padded_triggers(state_bytes["fleet"], state_bytes["null"]))
-                        sh([TF, "init", "-input=false"], cwd=pad_dir, env=env_null, stdout=subprocess.DEVNULL)
+                    if name in pads and not os.path.exists(os.path.join(d, ".terraform")):
+                        size = pads[name][1] or state_bytes["fleet"]
+                        write_null_config(d, n, padded_triggers(size, state_bytes["null"]))
+                        sh([TF, "init", "-input=false"], cwd=d, env=env_null, stdout=subprocess.DEVNULL)
                     c0, f0 = children_cpu_secs(), proc_cpu_secs(fleetd.pid)
                     applies[name].append(timed([TF, "apply", "-auto-approve", "-input=false"], d, env))
                     cpu[name].append(children_cpu_secs() - c0)
@@ -242,6 +250,15 @@ def bench_terraform(n, runs, bins, provider, mirror, rows):
                          f"{af:.2f} s", f"{ap_:.2f} s (null_resource, {sp:.0f} B/resource)", af / ap_, "report", None))
             rows.append((f"plan with refresh, {n} resources, anchor with the same state size",
                          f"{pf:.2f} s", f"{pp:.2f} s (null_resource, {sp:.0f} B/resource)", pf / pp, "report", None))
+            for name, (_, size) in pads.items():
+                if size is None:
+                    continue
+                a, p = statistics.median(applies[name]), statistics.median(plans[name])
+                what = f"Terraform alone, null_resource at {state_bytes[name]:.0f} B/resource"
+                rows.append((f"apply (create) {n}: {what}", f"{a:.2f} s", f"{an:.2f} s (null_resource)",
+                             a / an, "report", None))
+                rows.append((f"plan with refresh, {n}: {what}", f"{p:.2f} s", f"{pn:.2f} s (null_resource)",
+                             p / pn, "report", None))
             cf, cn, cp = (statistics.median(cpu[k]) for k in ("fleet", "null", "null-padded"))
             fd = statistics.median(fleetd_cpu)
             rows.append((f"apply {n}: CPU of Terraform + provider; of fleetd; state B/resource",
@@ -316,10 +333,11 @@ def _bench_device(tmp, n, phase_secs, bins, extra):
         fleetd.wait()
 
 
-def bench_engine(n, data_dir):
-    """`cargo bench -p fleetd --bench engine` at n devices (includes `fleetd serve` on the result)."""
+def bench_engine(n, data_dir, extra=()):
+    """`cargo bench -p fleetd --bench engine` at n devices (includes `fleetd serve` on the
+    result unless `extra` says `--no-serve`)."""
     out = subprocess.run(["cargo", "bench", "-q", "-p", "fleetd", "--bench", "engine", "--",
-                          "--devices", str(n), "--data-dir", data_dir, "--json"],
+                          "--devices", str(n), "--data-dir", data_dir, "--json", *extra],
                          cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -375,6 +393,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000", help="terraform plan/apply resource counts")
     ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--null-state-sizes", default="575",
+                    help="extra null_resource anchors padded to these state bytes per resource "
+                         "(575: a fleet_device_group with only the attributes SPEC.md names, without "
+                         "stale_after, version and compliance)")
     ap.add_argument("--device-sizes", default="1000,3000,10000")
     # 15 s: three rounds of 5 s per operation. With rounds of 5/3 s, 10,000
     # devices made about one measured call each after the warm-up, and
@@ -441,7 +463,8 @@ def main():
                      f"{hs_null*1000:.2f} ms (Go null)", hs_floor / hs_null, "report", None))
 
     if "terraform" in only:
-        raw["terraform"] = [bench_terraform(int(n), args.runs, bins, ours, mirror, rows) for n in args.sizes.split(",")]
+        raw["terraform"] = [bench_terraform(int(n), args.runs, bins, ours, mirror, rows,
+                                             [int(b) for b in args.null_state_sizes.split(",") if b]) for n in args.sizes.split(",")]
 
     details = []
     if "device" in only:
@@ -490,6 +513,11 @@ def main():
             dirs.append(d)
         inter = interleaved_status_reads(list(zip(engine, dirs)))
         raw["status_interleaved"] = {str(k): v for k, v in inter.items()}
+        # The largest size again with results in a shuffled device order, as
+        # devices in the field report (the runs above report in id order).
+        shuffled = bench_engine(engine[-1]["devices"], os.path.join(engine_tmp.name, "random"),
+                                ("--no-serve", "--random-order"))
+        raw["engine_random_order"] = shuffled
         engine_tmp.cleanup()
         base = engine[0]
         for r in engine:
@@ -498,6 +526,11 @@ def main():
                          f"{r['rollout_secs']:.2f} s, {r['transitions_per_sec']:,.0f} transitions/s", "—",
                          None, "< 10 s" if n >= 1_000_000 else "—",
                          (r["rollout_secs"] < 10) if n >= 1_000_000 else None))
+        r, n = shuffled, shuffled["devices"]
+        rows.append((f"rollout engine, {n:,} devices, results in random device order",
+                     f"{r['rollout_secs']:.2f} s (results {r['results_secs']:.2f} s)",
+                     f"{engine[-1]['rollout_secs']:.2f} s (results {engine[-1]['results_secs']:.2f} s) in id order",
+                     r["rollout_secs"] / engine[-1]["rollout_secs"], "report", None))
         for r in engine:
             n = r["devices"]
             ratio = r["status_read_p50_us"] / base["status_read_p50_us"]

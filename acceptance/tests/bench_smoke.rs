@@ -39,7 +39,9 @@ fn bench_driver_produces_every_figure() {
     let tf = &raw["terraform"][0];
     assert_eq!(tf["n"], 3);
     for phase in ["apply", "plan"] {
-        for provider in ["fleet", "null"] {
+        // The bare anchor, the one padded to the fleet state's size, and
+        // the one padded to the size of the attributes SPEC.md names.
+        for provider in ["fleet", "null", "null-padded", "null-575"] {
             let runs = tf[phase][provider].as_array().unwrap();
             assert!(!runs.is_empty(), "{phase} {provider}");
             assert!(runs.iter().all(|t| t.as_f64().unwrap() > 0.0));
@@ -84,6 +86,7 @@ fn bench_driver_produces_every_figure() {
         "rollout assignments/min, 20 devices",
         "process floor: exec → one line",
         "apply (create) 3 resources, anchor with the same state size",
+        "plan with refresh, 3: Terraform alone, null_resource at",
         "check-ins/s on PostgreSQL, 20 devices",
         "enrollments/s on PostgreSQL, 20 devices",
     ] {

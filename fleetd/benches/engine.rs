@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench -p fleetd --bench engine -- --devices 1000000 [--data-dir DIR] [--json]
-//!     [--no-serve] [--previous-release]
+//!     [--no-serve] [--previous-release] [--random-order]
 //! ```
 //!
 //! Setup (not timed as part of the rollout):
@@ -28,7 +28,11 @@
 //!    (in_progress → succeeded) in batches of up to
 //!    `fleetd::device::group_commit::MAX_BATCH` — the batches the device
 //!    API's group-commit writer forms when devices report faster than one
-//!    transaction commits — from `--concurrency` tasks;
+//!    transaction commits — from `--concurrency` tasks. The devices report
+//!    in device id order (registration order: ids are UUIDv7), each task
+//!    taking every `concurrency`-th device; with `--random-order` in a
+//!    shuffled order (seeded, the same every run), as devices in the field
+//!    do, so that each batch touches rows all over the tables;
 //! 3. engine ticks until the rollout is `completed`.
 //!
 //! Transitions = 2 per device (assigned, succeeded). Then: `get_rollout`
@@ -67,6 +71,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineReport {
     pub devices: usize,
+    /// Results came in a shuffled device order (`--random-order`).
+    pub random_order: bool,
     /// Bulk insert of the devices (fast path).
     pub setup_secs: f64,
     /// Rollout creation (counts its targets).
@@ -128,6 +134,8 @@ pub struct EngineBench {
     /// (`1.0.0`, registered too), so each result's previous firmware is
     /// found by a lookup of the device (see `previous_firmware!`).
     pub previous_release: bool,
+    /// Results come in a shuffled device order instead of id order.
+    pub random_order: bool,
 }
 
 impl EngineBench {
@@ -138,6 +146,7 @@ impl EngineBench {
             concurrency: 4,
             reads: 2_000,
             previous_release: false,
+            random_order: false,
         }
     }
 
@@ -247,6 +256,12 @@ impl EngineBench {
         }
         let assign_secs = t.elapsed().as_secs_f64();
 
+        let mut ids = ids;
+        if self.random_order {
+            use rand::seq::SliceRandom;
+            use rand::SeedableRng;
+            ids.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0x5eed));
+        }
         let t = Instant::now();
         let ids = Arc::new(ids);
         let mut tasks = tokio::task::JoinSet::new();
@@ -331,6 +346,7 @@ impl EngineBench {
 
         Ok(EngineReport {
             devices: self.devices,
+            random_order: self.random_order,
             setup_secs,
             create_secs,
             assign_secs,
@@ -507,6 +523,7 @@ fn main() -> anyhow::Result<()> {
     let mut concurrency = 4;
     let mut no_serve = false;
     let mut previous_release = false;
+    let mut random_order = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -516,9 +533,10 @@ fn main() -> anyhow::Result<()> {
             "--json" => json = true,
             "--no-serve" => no_serve = true,
             "--previous-release" => previous_release = true,
+            "--random-order" => random_order = true,
             "--bench" => {} // cargo bench passes it
             other => anyhow::bail!(
-                "unknown argument {other:?} (--devices N, --data-dir DIR, --concurrency N, --json, --no-serve, --previous-release)"
+                "unknown argument {other:?} (--devices N, --data-dir DIR, --concurrency N, --json, --no-serve, --previous-release, --random-order)"
             ),
         }
     }
@@ -533,6 +551,7 @@ fn main() -> anyhow::Result<()> {
     let mut bench = EngineBench::new(devices);
     bench.concurrency = concurrency;
     bench.previous_release = previous_release;
+    bench.random_order = random_order;
     if !no_serve {
         bench.fleetd_bin = Some(env!("CARGO_BIN_EXE_fleetd").into());
     }

@@ -51,3 +51,18 @@ async fn engine_bench_finds_each_devices_previous_release() {
     assert!(r.counters_exact, "{r:?}");
     assert_eq!(r.previous_firmware_known, 1_000, "{r:?}");
 }
+
+/// Results in a shuffled device order (`--random-order`) complete the
+/// rollout with the same exact counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_bench_takes_results_in_random_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bench = EngineBench::new(1_000);
+    bench.reads = 10;
+    bench.random_order = true;
+    let r = bench.run(dir.path()).await.unwrap();
+    assert!(r.random_order);
+    assert_eq!(r.status, "completed", "{r:?}");
+    assert_eq!(r.succeeded, 1_000, "{r:?}");
+    assert!(r.counters_exact, "{r:?}");
+}
