@@ -198,7 +198,7 @@ impl EngineBench {
         let firmware = store.create_firmware(&actor, release("2.0.0")).await?.id;
 
         let t = Instant::now();
-        let ids = {
+        let mut ids = {
             let db = db.clone();
             let group = group.clone();
             let n = self.devices;
@@ -256,7 +256,6 @@ impl EngineBench {
         }
         let assign_secs = t.elapsed().as_secs_f64();
 
-        let mut ids = ids;
         if self.random_order {
             use rand::seq::SliceRandom;
             use rand::SeedableRng;

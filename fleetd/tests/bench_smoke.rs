@@ -6,15 +6,22 @@
 #[path = "../benches/engine.rs"]
 mod engine_bench;
 
-use engine_bench::EngineBench;
+use engine_bench::{EngineBench, EngineReport};
+
+/// Runs `bench` on a fresh data directory.
+async fn run(bench: EngineBench) -> EngineReport {
+    let dir = tempfile::tempdir().unwrap();
+    bench.run(dir.path()).await.unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_bench_runs_a_rollout_to_completion() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut bench = EngineBench::new(2_000);
-    bench.reads = 50;
-    bench.fleetd_bin = Some(env!("CARGO_BIN_EXE_fleetd").into());
-    let r = bench.run(dir.path()).await.unwrap();
+    let r = run(EngineBench {
+        reads: 50,
+        fleetd_bin: Some(env!("CARGO_BIN_EXE_fleetd").into()),
+        ..EngineBench::new(2_000)
+    })
+    .await;
     assert_eq!(r.status, "completed", "{r:?}");
     assert_eq!(r.succeeded, 2_000);
     assert!(r.counters_exact, "{r:?}");
@@ -42,11 +49,12 @@ async fn engine_bench_runs_a_rollout_to_completion() {
 /// result records it as the firmware a rollback would reassign.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_bench_finds_each_devices_previous_release() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut bench = EngineBench::new(1_000);
-    bench.reads = 10;
-    bench.previous_release = true;
-    let r = bench.run(dir.path()).await.unwrap();
+    let r = run(EngineBench {
+        reads: 10,
+        previous_release: true,
+        ..EngineBench::new(1_000)
+    })
+    .await;
     assert_eq!(r.status, "completed", "{r:?}");
     assert!(r.counters_exact, "{r:?}");
     assert_eq!(r.previous_firmware_known, 1_000, "{r:?}");
@@ -56,11 +64,12 @@ async fn engine_bench_finds_each_devices_previous_release() {
 /// rollout with the same exact counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_bench_takes_results_in_random_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut bench = EngineBench::new(1_000);
-    bench.reads = 10;
-    bench.random_order = true;
-    let r = bench.run(dir.path()).await.unwrap();
+    let r = run(EngineBench {
+        reads: 10,
+        random_order: true,
+        ..EngineBench::new(1_000)
+    })
+    .await;
     assert!(r.random_order);
     assert_eq!(r.status, "completed", "{r:?}");
     assert_eq!(r.succeeded, 1_000, "{r:?}");
